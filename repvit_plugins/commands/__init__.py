@@ -1,0 +1,1 @@
+"""Subcommands of ``repvit-plugins``; see :mod:`repvit_plugins.cli`."""

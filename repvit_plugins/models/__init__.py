@@ -1,0 +1,12 @@
+"""RepViT models: the classification family and the RepViT-SAM encoder."""
+from .repvit import ARCHS, RepViT, RepViTArch, build_repvit, canonical_arch, reparameterize
+
+__all__ = ["ARCHS", "RepViT", "RepViTArch", "build_repvit", "canonical_arch", "reparameterize", "build_repvit_sam"]
+
+
+def __getattr__(name: str):
+    if name == "build_repvit_sam":  # segment_anything is imported only when SAM is asked for
+        from .repvit_sam import build_repvit_sam
+
+        return build_repvit_sam
+    raise AttributeError(name)

@@ -1,0 +1,36 @@
+"""Shared fixtures: deterministic seeds, realistic BatchNorm statistics, offline guards."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Every test gets its own model cache, so nothing leaks from ~/.cache."""
+    monkeypatch.setenv("REPVIT_PLUGINS_HOME", str(tmp_path / "cache"))
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm trained-looking statistics and affine parameters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model
