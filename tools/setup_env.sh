@@ -17,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 step "build tools (setuptools 80.9 keeps pkg_resources for mmcv's setup.py)"
-$PIP install -q "setuptools==80.9.0" "wheel==0.45.1" "ninja==1.13.0" "psutil==7.1.3"
+$PIP install -q "setuptools==80.9.0" "wheel==0.48.0" "ninja==1.13.2" "psutil==7.2.2"
 
 step "torch 2.13.0 (registry build; the local +cpu wheel breaks torchvision) + torchvision 0.28.0"
 $PIP install -q "torch==2.13.0,!=2.13.0+cpu" "torchvision==0.28.0" "mmengine==0.10.7"

@@ -1,0 +1,193 @@
+"""Resumable batch labelling of many images with a :class:`GroundedSAM` pipeline.
+
+Every image's outputs are written atomically, then its record
+(``records/<key>.json``) last: the record is the commit point. A rerun with the
+same settings skips images that have a record, so a killed run (even ``kill -9``)
+continues with nothing lost and nothing written twice. The COCO file is
+assembled from the records at the end of every run.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..exporters import atomic_write_bytes, atomic_write_text, coco_annotations, coco_dataset, write_png_masks, yolo_seg_lines
+
+SETTINGS_FILE = "run.json"
+
+
+class RunSettingsMismatch(RuntimeError):
+    """The output folder holds a run made with other settings."""
+
+
+@dataclass
+class Outputs:
+    """Which files to write for every image."""
+
+    annotated: bool = True
+    coco: bool = False
+    png_masks: bool = False
+    yolo: bool = False
+
+
+@dataclass
+class Summary:
+    images: int = 0
+    processed: int = 0
+    skipped_done: int = 0
+    failed: int = 0
+    detections: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / self.processed if self.processed else 0.0
+
+    def render(self) -> str:
+        lines = [f"images: {self.images} ({self.processed} processed now, {self.skipped_done} already done, "
+                 f"{self.failed} failed)",
+                 f"detections: {self.detections} in the images processed now",
+                 f"time: {self.seconds:.1f} s ({self.seconds_per_image:.2f} s per processed image)"]
+        lines += [f"failed: {f['path']}: {f['error']}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def image_key(path: Path) -> str:
+    """A stable, unique output name for an input file."""
+    digest = hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:10]
+    return f"{path.stem}-{digest}"
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+class BatchLabeler:
+    """Label ``paths`` into ``out_dir`` (``annotated/``, ``masks/``, ``labels/``, ``records/``, ``annotations.json``).
+
+    Args:
+        pipeline: a :class:`GroundedSAM`.
+        out_dir: output folder; a rerun with the same ``settings`` resumes.
+        prompt: the text prompt (caption or list of class names).
+        class_names: the parsed class list (COCO categories / YOLO ids).
+        outputs: which files to write.
+        settings: everything that changes results (prompt, thresholds, models); compared on resume.
+    """
+
+    def __init__(self, pipeline, out_dir: str | Path, prompt: str | Sequence[str], class_names: Sequence[str],
+                 outputs: Outputs, settings: dict[str, Any]):
+        self.pipeline = pipeline
+        self.out = Path(out_dir)
+        self.prompt = prompt
+        self.class_names = list(class_names)
+        self.outputs = outputs
+        self.settings = {**settings, "class_names": self.class_names, "outputs": asdict(outputs)}
+
+    def _check_settings(self, overwrite: bool) -> None:
+        path = self.out / SETTINGS_FILE
+        if path.is_file() and not overwrite:
+            previous = json.loads(path.read_text())
+            if previous != json.loads(json.dumps(self.settings)):
+                changed = sorted(k for k in set(previous) | set(self.settings)
+                                 if previous.get(k) != json.loads(json.dumps(self.settings)).get(k))
+                raise RunSettingsMismatch(
+                    f"{self.out} holds a run made with other settings ({', '.join(changed)} differ). "
+                    "Use another --out folder, rerun with the same arguments to resume, or pass --overwrite."
+                )
+        if overwrite and (self.out / "records").is_dir():
+            for record in (self.out / "records").glob("*.json"):
+                record.unlink()
+        atomic_write_text(path, json.dumps(self.settings, indent=2, sort_keys=True))
+
+    def _write_outputs(self, key: str, path: Path, image: np.ndarray, detections) -> dict[str, Any]:
+        from ..visualize import annotate
+
+        height, width = image.shape[:2]
+        if self.outputs.annotated:
+            atomic_write_bytes(self.out / "annotated" / f"{key}.jpg", _jpeg(annotate(image, detections)))
+        if self.outputs.png_masks:
+            write_png_masks(detections, self.out / "masks" / key)
+        if self.outputs.yolo:
+            atomic_write_text(self.out / "labels" / f"{key}.txt", "\n".join(yolo_seg_lines(detections, height, width)))
+        return {
+            "file_name": str(path),
+            "height": height,
+            "width": width,
+            "annotations": coco_annotations(detections, image_id=0) if self.outputs.coco else [],
+            "detections": len(detections),
+        }
+
+    def _record_path(self, key: str) -> Path:
+        return self.out / "records" / f"{key}.json"
+
+    def run(self, paths: Sequence[Path], *, overwrite: bool = False, progress: bool = True,
+            on_image: Callable[[Path], None] | None = None) -> Summary:
+        """Label every path that has no record yet; returns the run's :class:`Summary`."""
+        from tqdm.auto import tqdm
+
+        from ..io import ImageLoadError, load_image
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_settings(overwrite)
+        paths = sorted(dict.fromkeys(Path(p) for p in paths))
+        summary = Summary(images=len(paths))
+        todo = [p for p in paths if not self._record_path(image_key(p)).is_file()]
+        summary.skipped_done = len(paths) - len(todo)
+        start = time.perf_counter()
+        with tqdm(total=len(todo), desc="segmenting", unit="img", disable=not progress) as bar:
+            for first in range(0, len(todo), self.pipeline.batch_size):
+                batch, arrays = [], []
+                for path in todo[first:first + self.pipeline.batch_size]:
+                    try:
+                        arrays.append(load_image(path))
+                        batch.append(path)
+                    except ImageLoadError as err:
+                        summary.failed += 1
+                        summary.failures.append({"path": str(path), "error": str(err)})
+                        bar.update(1)
+                if not batch:
+                    continue
+                found = self.pipeline.detector.detect(arrays, self.prompt, box_threshold=self.pipeline.box_threshold,
+                                                      text_threshold=self.pipeline.text_threshold)
+                for path, image, detections in zip(batch, arrays, found):
+                    detections = self.pipeline.segment(image, detections)
+                    key = image_key(path)
+                    record = self._write_outputs(key, path, image, detections)
+                    atomic_write_text(self._record_path(key), json.dumps(record))  # commit point
+                    summary.processed += 1
+                    summary.detections += len(detections)
+                    bar.update(1)
+                    if on_image is not None:
+                        on_image(path)
+        summary.seconds = time.perf_counter() - start
+        self._finish(paths, summary)
+        return summary
+
+    def _finish(self, paths: Sequence[Path], summary: Summary) -> None:
+        """Assemble ``annotations.json`` from all records and write ``summary.json``."""
+        if self.outputs.coco:
+            images, annotations = [], []
+            for image_id, path in enumerate(paths, 1):
+                record_path = self._record_path(image_key(path))
+                if not record_path.is_file():
+                    continue
+                record = json.loads(record_path.read_text())
+                images.append({"id": image_id, "file_name": record["file_name"],
+                               "height": record["height"], "width": record["width"]})
+                annotations += [{**ann, "image_id": image_id} for ann in record["annotations"]]
+            dataset = coco_dataset(images, annotations, self.class_names)
+            atomic_write_text(self.out / "annotations.json", json.dumps(dataset))
+        atomic_write_text(self.out / "summary.json",
+                          json.dumps({**asdict(summary), "seconds_per_image": summary.seconds_per_image}, indent=2))
