@@ -12,7 +12,9 @@ import sys
 
 COMMANDS = {
     "info": "list the RepViT variants with parameters and MACs, and check fusion on this machine",
+    "segment": "text-prompted segmentation of images, folders or globs (resumable batch labelling)",
     "download": "fetch and verify model-zoo weights into the cache",
+    "demo": "serve the Gradio demo (text prompts, clicks, everything mode)",
 }
 
 

@@ -14,8 +14,8 @@ def detection_labels(detections) -> list[str]:
 
 
 def annotate(image: np.ndarray, detections, *, masks: bool = True, boxes: bool = True, labels: bool = True,
-             opacity: float = 0.45) -> np.ndarray:
-    """An annotated copy of an RGB ``image`` (colors by class id)."""
+             opacity: float = 0.45, color_by_index: bool = False) -> np.ndarray:
+    """An annotated copy of an RGB ``image`` (one color per class, or per detection with ``color_by_index``)."""
     import supervision as sv
 
     canvas = np.ascontiguousarray(image[..., ::-1])  # supervision draws in BGR, like OpenCV
@@ -23,7 +23,7 @@ def annotate(image: np.ndarray, detections, *, masks: bool = True, boxes: bool =
         return image.copy()
     scale = sv.calculate_optimal_text_scale(resolution_wh=(image.shape[1], image.shape[0]))
     thickness = sv.calculate_optimal_line_thickness(resolution_wh=(image.shape[1], image.shape[0]))
-    lookup = sv.ColorLookup.CLASS
+    lookup = sv.ColorLookup.INDEX if color_by_index else sv.ColorLookup.CLASS
     if masks and detections.mask is not None:
         canvas = sv.MaskAnnotator(opacity=opacity, color_lookup=lookup).annotate(canvas, detections)
     if boxes:

@@ -1,0 +1,216 @@
+"""What the Gradio demo does, without Gradio: image preparation, the three modes, downloads.
+
+Every function takes plain arrays and returns plain values, so it is testable
+without a browser; :mod:`repvit_plugins.app.ui` wires it to the page.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+class DemoError(ValueError):
+    """A problem the page should show to the visitor (with what to do next)."""
+
+
+@dataclass
+class PreparedImage:
+    image: np.ndarray  # RGB uint8, at most ``max_side`` on its longer side
+    scale: float  # prepared / original size
+    note: str = ""
+
+
+def prepare_image(source: Any, max_side: int) -> PreparedImage:
+    """Decode an upload robustly and downscale it to ``max_side`` (with a note saying so)."""
+    from PIL import Image
+
+    from ..io import ImageLoadError, load_image
+
+    if source is None:
+        raise DemoError("Upload an image first.")
+    try:
+        image = load_image(source)
+    except ImageLoadError as err:
+        raise DemoError(f"That file could not be read as an image: {err}") from err
+    height, width = image.shape[:2]
+    longest = max(height, width)
+    if longest <= max_side:
+        return PreparedImage(image, 1.0)
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    note = f"The image ({width}x{height}) was downscaled to {size[0]}x{size[1]} (maximum side {max_side} px)."
+    return PreparedImage(resized, scale, note)
+
+
+@dataclass
+class DemoModels:
+    """Lazily built detector + segmenter; a missing weight becomes a message, not a crash.
+
+    Pass ready-made ``detector`` / ``segmenter`` objects (tests, notebooks) or
+    factories that build them on first use.
+    """
+
+    detector_factory: Callable[[], Any] | None = None
+    segmenter_factory: Callable[[], Any] | None = None
+    detector: Any = None
+    segmenter: Any = None
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def _get(self, name: str):
+        if getattr(self, name) is None:
+            factory = getattr(self, f"{name}_factory")
+            if factory is None:
+                raise DemoError(f"No {name} is configured for this demo.")
+            try:
+                setattr(self, name, factory())
+            except Exception as err:  # any failure to build a model is shown on the page
+                self.problems[name] = str(err)
+                raise DemoError(f"The {name} could not be loaded: {err}") from err
+        return getattr(self, name)
+
+    def get_detector(self):
+        return self._get("detector")
+
+    def get_segmenter(self):
+        return self._get("segmenter")
+
+
+def detection_rows(detections) -> list[list[Any]]:
+    """Table rows: label, score, x1, y1, x2, y2, mask area (pixels)."""
+    names = detections.data.get("class_name", [str(c) for c in detections.class_id])
+    areas = detections.mask.reshape(len(detections), -1).sum(1) if detections.mask is not None else [0] * len(detections)
+    scores = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+    return [[str(n), round(float(s), 3), *[round(float(v), 1) for v in box], int(a)]
+            for n, s, box, a in zip(names, scores, detections.xyxy, areas)]
+
+
+TABLE_HEADERS = ["label", "score", "x1", "y1", "x2", "y2", "area"]
+
+
+def export_files(detections, image: np.ndarray, class_names: Sequence[str], stem: str = "result") -> list[str]:
+    """Write the COCO JSON (RLE) and a zip of PNG masks into a fresh temporary folder; return their paths."""
+    from PIL import Image
+
+    from ..exporters import coco_annotations, coco_dataset
+
+    folder = Path(tempfile.mkdtemp(prefix="repvit_demo_"))
+    height, width = image.shape[:2]
+    coco = coco_dataset([{"id": 1, "file_name": f"{stem}.jpg", "height": height, "width": width}],
+                        coco_annotations(detections, image_id=1), class_names)
+    coco_path = folder / f"{stem}_coco.json"
+    coco_path.write_text(json.dumps(coco))
+    zip_path = folder / f"{stem}_masks.zip"
+    names = detections.data.get("class_name", [str(c) for c in detections.class_id])
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i, (mask, name) in enumerate(zip(detections.mask if detections.mask is not None else [], names)):
+            buffer = io.BytesIO()
+            Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+            archive.writestr(f"{i:03d}_{str(name).replace(' ', '-')}.png", buffer.getvalue())
+    return [str(coco_path), str(zip_path)]
+
+
+def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str, box_threshold: float,
+                  text_threshold: float):
+    """Text prompt -> annotated image, table rows, download files."""
+    from ..grounding import GroundedSAM, parse_prompt
+    from ..visualize import annotate
+
+    if not prompt or not prompt.strip():
+        raise DemoError('Type what to find, e.g. "a cat. a remote control."')
+    try:
+        class_names = parse_prompt(prompt)
+    except ValueError as err:
+        raise DemoError(str(err)) from err
+    pipeline = GroundedSAM(models.get_detector(), models.get_segmenter(), box_threshold=box_threshold,
+                           text_threshold=text_threshold)
+    detections = pipeline.predict(prepared.image, prompt)
+    return annotate(prepared.image, detections), detection_rows(detections), export_files(detections, prepared.image, class_names)
+
+
+@dataclass
+class ClickState:
+    """Prompts collected on one image: points with labels (1 positive, 0 negative) and an optional box."""
+
+    points: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box_corner: list[float] | None = None
+    box: list[float] | None = None
+
+    def add(self, x: float, y: float, mode: str) -> None:
+        if mode == "box corner":
+            if self.box_corner is None:
+                self.box_corner = [x, y]
+            else:
+                (x0, y0), self.box_corner = self.box_corner, None
+                self.box = [min(x0, x), min(y0, y), max(x0, x), max(y0, y)]
+        else:
+            self.points.append([x, y])
+            self.labels.append(1 if mode == "positive point" else 0)
+
+
+def run_click_mode(models: DemoModels, prepared: PreparedImage, state: ClickState):
+    """Points / box prompts on an image whose embedding the segmenter caches -> annotated image, files."""
+    import supervision as sv
+
+    from ..visualize import annotate
+
+    if not state.points and state.box is None:
+        return prepared.image, []
+    segmenter = models.get_segmenter()
+    segmenter.set_image(prepared.image)
+    points = np.array(state.points, dtype=np.float32).reshape(-1, 2) * prepared.scale if state.points else None
+    labels = np.array(state.labels, dtype=np.int64) if state.points else None
+    box = np.array(state.box, dtype=np.float32) * prepared.scale if state.box is not None else None
+    masks, scores, _ = segmenter.predict_points(points, labels, box=box, multimask_output=box is None)
+    best = int(np.argmax(scores))
+    mask = masks[best][None]
+    detections = sv.Detections(xyxy=sv.mask_to_xyxy(mask).astype(np.float32), mask=mask,
+                               confidence=np.array([scores[best]], dtype=np.float32),
+                               class_id=np.array([0]), data={"class_name": np.array(["object"])})
+    canvas = annotate(prepared.image, detections, labels=False)
+    canvas = _draw_prompts(canvas, points, labels, box)
+    return canvas, export_files(detections, prepared.image, ["object"], stem="click")
+
+
+def _draw_prompts(image: np.ndarray, points, labels, box) -> np.ndarray:
+    import cv2
+
+    canvas = image.copy()
+    radius = max(3, round(max(image.shape[:2]) / 120))
+    if points is not None:
+        for (x, y), label in zip(points, labels):
+            color = (40, 200, 40) if label == 1 else (220, 40, 40)
+            cv2.circle(canvas, (int(x), int(y)), radius, color, -1)
+            cv2.circle(canvas, (int(x), int(y)), radius, (255, 255, 255), 1)
+    if box is not None:
+        cv2.rectangle(canvas, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), (40, 120, 255), 2)
+    return canvas
+
+
+def run_everything_mode(models: DemoModels, prepared: PreparedImage, points_per_side: int, pred_iou_thresh: float,
+                        stability_score_thresh: float):
+    """Automatic mask generation -> annotated image, table rows, files."""
+    import supervision as sv
+
+    from ..visualize import annotate
+
+    records = models.get_segmenter().generate_everything(
+        prepared.image, points_per_side=int(points_per_side), pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh)
+    if records:
+        detections = sv.Detections.from_sam(records)
+    else:
+        detections = sv.Detections.empty()
+        detections.mask = np.zeros((0, *prepared.image.shape[:2]), dtype=bool)
+    detections.class_id = np.zeros(len(detections), dtype=int)
+    detections.data["class_name"] = np.array(["segment"] * len(detections), dtype=object)
+    canvas = annotate(prepared.image, detections, labels=False, color_by_index=True)
+    return canvas, detection_rows(detections), export_files(detections, prepared.image, ["segment"], stem="everything")
