@@ -86,7 +86,7 @@ def build_pipeline(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import CheckpointError
-    from ..grounding import parse_prompt
+    from ..grounding import DetectorLoadError, parse_prompt
     from ..grounding.batch import BatchLabeler, Outputs, RunSettingsMismatch
     from ..io import iter_image_paths
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(args)
         labeler = BatchLabeler(pipeline, args.out, prompt, class_names, outputs, settings_of(args))
         summary = labeler.run(paths, overwrite=args.overwrite, progress=not args.no_progress)
-    except (CheckpointError, RunSettingsMismatch, OSError) as err:
+    except (CheckpointError, DetectorLoadError, RunSettingsMismatch, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary.render())

@@ -1,0 +1,103 @@
+"""Grounding DINO from transformers (``GroundingDinoForObjectDetection`` + its processor)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .detector import DetectorLoadError, GroundingDetector
+from .prompts import PromptChunk
+
+__all__ = ["DEFAULT_HF_MODEL", "HFGroundingDetector"]
+
+DEFAULT_HF_MODEL = "IDEA-Research/grounding-dino-tiny"
+
+# transformers' GroundingDino hard-codes bert-base-uncased ids of [CLS], [SEP], '.' and '?'
+_SPECIAL_TOKENS = {"[CLS]": 101, "[SEP]": 102, ".": 1012, "?": 1029}
+
+
+def _download_hint(model: str) -> str:
+    hub_id = model if not Path(model).expanduser().is_absolute() and model.count("/") == 1 else DEFAULT_HF_MODEL
+    return (
+        "On a machine with internet access run\n"
+        f"  huggingface-cli download {hub_id} --local-dir DIR\n"
+        "copy DIR here and pass it as the model: build_detector('hf', model=DIR), "
+        "or on the command line --detector-model DIR."
+    )
+
+
+def _resolve(model: str) -> str:
+    """A local directory as a string, or the hub id unchanged; a missing local path is an error."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise DetectorLoadError(f"{model} is a file; the 'hf' backend needs a model folder "
+                                    "(config.json, weights, tokenizer and preprocessor files) or a hub id.")
+        return str(path)
+    if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+        raise DetectorLoadError(f"no model folder at {model}.\n{_download_hint(model)}")
+    return model
+
+
+class HFGroundingDetector(GroundingDetector):
+    """transformers' Grounding DINO.
+
+    Args:
+        model: a hub id (default ``IDEA-Research/grounding-dino-tiny``; fetched by huggingface_hub and
+            cached there, or taken from its cache when offline) or a local folder saved with
+            ``save_pretrained`` (model and processor).
+        image_size / max_size: override the processor's resize (shortest / longest edge).
+        Other arguments: see :class:`GroundingDetector`.
+    """
+
+    def __init__(self, model: str = DEFAULT_HF_MODEL, *, image_size: int | None = None, max_size: int | None = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        source = _resolve(str(model))
+        try:
+            self.processor = AutoProcessor.from_pretrained(source)
+            self.model = GroundingDinoForObjectDetection.from_pretrained(source)
+        except (OSError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DetectorLoadError(f"could not load the Grounding DINO model {model!r}: {reason}\n"
+                                    f"{_download_hint(str(model))}") from err
+        self.model.eval().to(self.device)
+        self.name = str(model)
+        self.max_text_len = int(self.model.config.max_text_len)
+        ids = dict(zip(_SPECIAL_TOKENS, self.tokenizer.convert_tokens_to_ids(list(_SPECIAL_TOKENS))))
+        if ids != _SPECIAL_TOKENS:
+            raise DetectorLoadError(f"{model}: the tokenizer's ids of [CLS], [SEP], '.', '?' are {ids}; "
+                                    f"transformers' Grounding DINO needs {_SPECIAL_TOKENS} "
+                                    "(a bert-base-uncased vocabulary).")
+        self._image_kwargs: dict[str, Any] = {}
+        if image_size is not None or max_size is not None:
+            size = dict(self.processor.image_processor.size)
+            size.update({k: v for k, v in (("shortest_edge", image_size), ("longest_edge", max_size)) if v})
+            self._image_kwargs["size"] = size
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    def preprocess(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Resized, normalized and padded ``pixel_values`` and ``pixel_mask`` for a batch."""
+        encoded = self.processor.image_processor(images=list(images), return_tensors="pt",
+                                                 input_data_format="channels_last", **self._image_kwargs)
+        return {"pixel_values": encoded["pixel_values"], "pixel_mask": encoded["pixel_mask"]}
+
+    def forward(self, images: list[np.ndarray], chunk: PromptChunk) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = self.preprocess(images)
+        input_ids = torch.tensor([chunk.input_ids] * len(images), dtype=torch.long)
+        outputs = self.model(
+            pixel_values=inputs["pixel_values"].to(self.device),
+            pixel_mask=inputs["pixel_mask"].to(self.device),
+            input_ids=input_ids.to(self.device),
+            token_type_ids=torch.zeros_like(input_ids).to(self.device),
+            attention_mask=torch.ones_like(input_ids).to(self.device),
+        )
+        return outputs.logits, outputs.pred_boxes
