@@ -74,8 +74,8 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                 with gr.Column():
                     text_image = gr.Image(type="filepath", label="Image", elem_id="text-image")
                     prompt = gr.Textbox(label="Prompt", placeholder="a cat. a remote control.", elem_id="text-prompt")
-                    box_threshold = gr.Slider(0.0, 1.0, value=0.35, step=0.01, label="Box threshold")
-                    text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                    box_threshold = gr.Slider(0.0, 1.0, value=0.35, step=0.01, label="Box threshold", elem_id="text-box-threshold")
+                    text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold", elem_id="text-text-threshold")
                     text_button = gr.Button("Segment", variant="primary", elem_id="text-run")
                 with gr.Column():
                     text_output = gr.Image(label="Result", elem_id="text-output", interactive=False)
@@ -108,9 +108,9 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
             with gr.Row():
                 with gr.Column():
                     every_image = gr.Image(type="filepath", label="Image", elem_id="every-image")
-                    points_per_side = gr.Slider(4, 64, value=32, step=1, label="Points per side")
-                    iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold")
-                    stability_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold")
+                    points_per_side = gr.Slider(4, 64, value=32, step=1, label="Points per side", elem_id="every-points")
+                    iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold", elem_id="every-iou")
+                    stability_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold", elem_id="every-stability")
                     every_button = gr.Button("Segment everything", variant="primary", elem_id="every-run")
                 with gr.Column():
                     every_output = gr.Image(label="Segments", elem_id="every-output", interactive=False)

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "original/mmdet: config file (default: the official SwinT OGC config)")
     det.add_argument("--detector-checkpoint", default=None,
                      help="original/mmdet: checkpoint path or zoo name (default groundingdino_swint_ogc)")
-    det.add_argument("--text-encoder", default=None, help="original: local BERT folder (bert-base-uncased) for offline use")
+    det.add_argument("--text-encoder", default=None,
+                     help="original/mmdet: local BERT folder (bert-base-uncased) for offline use")
     det.add_argument("--box-threshold", type=float, default=0.35, help="minimum box score")
     det.add_argument("--text-threshold", type=float, default=0.25, help="minimum token score for a phrase")
     det.add_argument("--nms", default="class", choices=["class", "agnostic", "none"],
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     det.add_argument("--max-detections", type=int, default=100, help="keep at most this many boxes per image")
     sam = parser.add_argument_group("segmenter")
     sam.add_argument("--sam-checkpoint", default="repvit_sam", help="RepViT-SAM checkpoint path or zoo name")
+    sam.add_argument("--sam-arch", default="m2_3",
+                     help="RepViT variant of the encoder (m2_3 for the official RepViT-SAM; others for distilled students)")
+    sam.add_argument("--sam-image-size", type=int, default=1024, help="encoder input side the checkpoint was made for")
     sam.add_argument("--sam-backend", default="torch", choices=["torch", "onnxruntime"], help="image-encoder runtime")
     sam.add_argument("--multimask", action="store_true", help="3 masks per box, keep the best-scoring")
     sam.add_argument("--min-area", type=int, default=0, help="remove mask islands smaller than this (pixels)")
@@ -60,8 +64,8 @@ def _prompt_value(text: str):
 def settings_of(args: argparse.Namespace) -> dict:
     """Everything that changes results; a resumed run must match it."""
     keys = ["prompt", "detector", "detector_model", "detector_checkpoint", "box_threshold", "text_threshold",
-            "nms", "nms_iou", "max_detections", "sam_checkpoint", "multimask", "min_area", "fill_holes",
-            "boxes_from_masks"]
+            "nms", "nms_iou", "max_detections", "sam_checkpoint", "sam_arch", "sam_image_size", "multimask",
+            "min_area", "fill_holes", "boxes_from_masks"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -77,7 +81,8 @@ def build_pipeline(args: argparse.Namespace):
                               text_encoder=args.text_encoder, device=device, batch_size=args.batch_size,
                               nms=None if args.nms == "none" else args.nms, nms_iou=args.nms_iou,
                               max_detections=args.max_detections)
-    segmenter = SamSegmenter(checkpoint=args.sam_checkpoint, backend=args.sam_backend, device=device)
+    segmenter = SamSegmenter(checkpoint=args.sam_checkpoint, backend=args.sam_backend, device=device,
+                             arch=args.sam_arch, img_size=args.sam_image_size)
     options = MaskOptions(multimask_output=args.multimask, min_area=args.min_area, fill_holes=args.fill_holes,
                           boxes_from_masks=args.boxes_from_masks)
     return GroundedSAM(detector, segmenter, box_threshold=args.box_threshold, text_threshold=args.text_threshold,

@@ -1,0 +1,129 @@
+"""`repvit-plugins segment` on real photographs and broken files: outputs, summary, kill -9 and resume."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from repvit_plugins.cli import main as cli_main
+from repvit_plugins.models import build_repvit_sam
+
+from ._grounding_fixtures import make_tiny_hf_grounding_dino
+
+pytestmark = pytest.mark.slow
+PHOTOS = Path(__file__).resolve().parents[1] / "demo" / "images"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    sam_path = tmp / "tiny_repvit_sam.pt"
+    torch.save(build_repvit_sam(arch="m0_6", img_size=256).state_dict(), sam_path)
+    return {"detector": make_tiny_hf_grounding_dino(tmp / "gdino"), "sam": sam_path}
+
+
+def _args(inputs, out, models, *extra) -> list[str]:
+    return ["segment", *map(str, inputs), "--prompt", "a cat. a dog. a cup.", "--out", str(out),
+            "--detector-model", str(models["detector"]), "--sam-checkpoint", str(models["sam"]),
+            "--sam-arch", "m0_6", "--sam-image-size", "256", "--box-threshold", "0.1", "--text-threshold", "0.1",
+            "--max-detections", "4", "--no-progress", *extra]
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in PHOTOS.glob("*.jpg"):
+        shutil.copy(photo, folder / photo.name)
+    (folder / "broken.jpg").write_bytes((PHOTOS / "coffee.jpg").read_bytes()[:2000])  # truncated JPEG
+    (folder / "notes.png").write_text("not an image at all")
+    return folder
+
+
+def test_folder_with_broken_files(photo_folder, models, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    out = tmp_path / "out"
+    code = cli_main(_args([photo_folder], out, models, "--coco", "--png-masks", "--yolo"))
+    printed = capsys.readouterr().out
+    assert code == 1  # the batch completed, but two files failed
+    assert "images: 5 (3 processed now, 0 already done, 2 failed)" in printed
+    assert "broken.jpg" in printed and "notes.png" in printed
+    coco = COCO(str(out / "annotations.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["a cat", "a dog", "a cup"]
+    assert len(coco.getImgIds()) == 3 and len(coco.getAnnIds()) > 0
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        info = coco.loadImgs(ann["image_id"])[0]
+        assert coco.annToMask(ann).shape == (info["height"], info["width"])
+    assert len(list((out / "annotated").glob("*.jpg"))) == 3
+    for label_file in (out / "labels").glob("*.txt"):
+        for line in filter(None, label_file.read_text().splitlines()):
+            values = line.split()
+            assert 0 <= int(values[0]) < 3 and len(values[1:]) % 2 == 0
+            assert all(0.0 <= float(v) <= 1.0 for v in values[1:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processed"] == 3 and summary["failed"] == 2
+    # a rerun does nothing twice
+    assert cli_main(_args([photo_folder], out, models, "--coco", "--png-masks", "--yolo")) == 1
+    assert "0 processed now, 3 already done, 2 failed" in capsys.readouterr().out
+
+
+def test_rerun_with_other_settings_is_refused(photo_folder, models, tmp_path, capsys):
+    out = tmp_path / "out"
+    cli_main(_args([photo_folder / "chelsea.jpg"], out, models))
+    assert cli_main(_args([photo_folder / "chelsea.jpg"], out, models, "--multimask")) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_missing_weights_say_where_to_put_them(photo_folder, tmp_path, capsys):
+    code = cli_main(["segment", str(photo_folder / "chelsea.jpg"), "--prompt", "a cat.", "--out", str(tmp_path / "o"),
+                     "--detector-model", str(tmp_path / "no_such_model"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no_such_model" in err
+
+
+def test_kill_and_resume_loses_nothing_and_duplicates_nothing(models, tmp_path):
+    from pycocotools.coco import COCO
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (80 + 4 * i, 96, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.png")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "repvit_plugins", *_args([folder], out, models, "--coco", "--batch-size", "1")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = out / "records"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if records.is_dir() and len(list(records.glob("*.json"))) >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done_before = len(list(records.glob("*.json")))
+    assert 3 <= done_before < 10
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{10 - done_before} processed now, {done_before} already done, 0 failed" in resumed.stdout
+    assert len(list(records.glob("*.json"))) == 10
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    coco = COCO(str(out / "annotations.json"))
+    names = [img["file_name"] for img in coco.loadImgs(coco.getImgIds())]
+    assert sorted(names) == sorted(str(p) for p in folder.glob("*.png"))  # every image once
+    ids = [a["id"] for a in coco.loadAnns(coco.getAnnIds())]
+    assert len(ids) == len(set(ids))
