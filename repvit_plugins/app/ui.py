@@ -1,6 +1,7 @@
 """The Gradio page: three tabs (Text, Click, Everything) over :mod:`repvit_plugins.app.services`."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,34 @@ def _examples(prompts: dict[str, str]) -> list[list[str]]:
     return [[str(EXAMPLES_DIR / name), prompt] for name, prompt in prompts.items() if (EXAMPLES_DIR / name).is_file()]
 
 
+def _upload_image_component():
+    """``gr.Image`` that hands the uploaded file to our robust decoder instead of decoding it itself.
+
+    Gradio's own decoding fails with a bare "Error" on a non-image upload; ours names
+    the problem. The path is Gradio's upload cache, never one a visitor chooses.
+    """
+    import gradio as gr
+
+    class UploadedImage(gr.Image):
+        is_template = True  # rendered by Gradio's image front end
+
+        def preprocess(self, payload):
+            return None if payload is None else payload.path
+
+    return UploadedImage
+
+
 def _shown(call):
     """Turn :class:`DemoError` into an error shown on the page (the server keeps running)."""
     import gradio as gr
 
+    @functools.wraps(call)  # keeps the signature: Gradio injects gr.SelectData by annotation
     def wrapper(*args):
         try:
             return call(*args)
         except DemoError as err:
             raise gr.Error(str(err), duration=None) from err
 
-    wrapper.__name__ = call.__name__
     return wrapper
 
 
@@ -43,23 +61,26 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
     """Build the ``gr.Blocks`` page; ``status`` is a Markdown note shown on top (e.g. missing weights)."""
     import gradio as gr
 
+    UploadedImage = _upload_image_component()
+
     def text_mode(image, prompt, box_threshold, text_threshold):
         prepared = prepare_image(image, max_side)
         annotated, rows, files = run_text_mode(models, prepared, prompt, box_threshold, text_threshold)
-        note = prepared.note or f"{len(rows)} detection(s)."
-        return annotated, rows, files, note
+        return annotated, rows, files, _note(prepared.note, f"{len(rows)} detection(s).")
 
     def everything_mode(image, points_per_side, iou_thresh, stability_thresh):
         prepared = prepare_image(image, max_side)
         annotated, rows, files = run_everything_mode(models, prepared, points_per_side, iou_thresh, stability_thresh)
-        return annotated, rows, files, prepared.note or f"{len(rows)} segment(s)."
+        return annotated, rows, files, _note(prepared.note, f"{len(rows)} segment(s).")
 
     def click(image, mode, state: ClickState, evt: gr.SelectData):
         prepared = prepare_image(image, max_side)
         x, y = evt.index
         state.add(float(x), float(y), mode)
         annotated, files = run_click_mode(models, prepared, state)
-        return annotated, files, state, prepared.note or _click_note(state)
+        return annotated, files, state, _note(prepared.note, _click_note(state))
+
+    click.__annotations__["evt"] = gr.SelectData  # a real class, not a postponed string: Gradio injects by type
 
     def clear_clicks(image):
         return None, None, ClickState(), "Prompts cleared."
@@ -72,7 +93,7 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
         with gr.Tab("Text", id="text"):
             with gr.Row():
                 with gr.Column():
-                    text_image = gr.Image(type="filepath", label="Image", elem_id="text-image")
+                    text_image = UploadedImage(type="filepath", label="Image", elem_id="text-image")
                     prompt = gr.Textbox(label="Prompt", placeholder="a cat. a remote control.", elem_id="text-prompt")
                     box_threshold = gr.Slider(0.0, 1.0, value=0.35, step=0.01, label="Box threshold", elem_id="text-box-threshold")
                     text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold", elem_id="text-text-threshold")
@@ -91,7 +112,7 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
             click_state = gr.State(ClickState())
             with gr.Row():
                 with gr.Column():
-                    click_image = gr.Image(type="filepath", label="Image: click to add prompts", elem_id="click-image")
+                    click_image = UploadedImage(type="filepath", label="Image: click to add prompts", elem_id="click-image")
                     click_mode = gr.Radio(["positive point", "negative point", "box corner"], value="positive point",
                                           label="A click adds", elem_id="click-mode")
                     clear = gr.Button("Clear prompts", elem_id="click-clear")
@@ -107,7 +128,7 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
         with gr.Tab("Everything", id="everything"):
             with gr.Row():
                 with gr.Column():
-                    every_image = gr.Image(type="filepath", label="Image", elem_id="every-image")
+                    every_image = UploadedImage(type="filepath", label="Image", elem_id="every-image")
                     points_per_side = gr.Slider(4, 64, value=32, step=1, label="Points per side", elem_id="every-points")
                     iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold", elem_id="every-iou")
                     stability_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold", elem_id="every-stability")
@@ -121,6 +142,10 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                                [every_output, every_table, every_files, every_note])
     page.queue(default_concurrency_limit=1, max_size=16)  # one model run at a time on a small CPU machine
     return page
+
+
+def _note(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
 
 
 def _click_note(state: ClickState) -> str:

@@ -1,0 +1,193 @@
+"""The Gradio page: three tabs (Text, Click, Everything) over :mod:`repvit_plugins.app.services`."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+
+from .services import (
+    TABLE_HEADERS,
+    ClickState,
+    DemoError,
+    DemoModels,
+    prepare_image,
+    run_click_mode,
+    run_everything_mode,
+    run_text_mode,
+)
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "demo" / "images"
+DEFAULT_MAX_SIDE = 1024
+DEFAULT_MAX_FILE_SIZE = "10mb"
+
+
+def _examples(prompts: dict[str, str]) -> list[list[str]]:
+    return [[str(EXAMPLES_DIR / name), prompt] for name, prompt in prompts.items() if (EXAMPLES_DIR / name).is_file()]
+
+
+def _upload_image_component():
+    """``gr.Image`` that hands the uploaded file to our robust decoder instead of decoding it itself.
+
+    Gradio's own decoding fails with a bare "Error" on a non-image upload; ours names
+    the problem. The path is Gradio's upload cache, never one a visitor chooses.
+    """
+    import gradio as gr
+from gradio.events import Dependency
+
+    class UploadedImage(gr.Image):
+        is_template = True  # rendered by Gradio's image front end
+
+        def preprocess(self, payload):
+            return None if payload is None else payload.path
+
+    return UploadedImage
+
+
+def _shown(call):
+    """Turn :class:`DemoError` into an error shown on the page (the server keeps running)."""
+    import gradio as gr
+
+    @functools.wraps(call)  # keeps the signature: Gradio injects gr.SelectData by annotation
+    def wrapper(*args):
+        try:
+            return call(*args)
+        except DemoError as err:
+            raise gr.Error(str(err), duration=None) from err
+
+    return wrapper
+
+
+def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: str = ""):
+    """Build the ``gr.Blocks`` page; ``status`` is a Markdown note shown on top (e.g. missing weights)."""
+    import gradio as gr
+
+    UploadedImage = _upload_image_component()
+
+    def text_mode(image, prompt, box_threshold, text_threshold):
+        prepared = prepare_image(image, max_side)
+        annotated, rows, files = run_text_mode(models, prepared, prompt, box_threshold, text_threshold)
+        note = prepared.note or f"{len(rows)} detection(s)."
+        return annotated, rows, files, note
+
+    def everything_mode(image, points_per_side, iou_thresh, stability_thresh):
+        prepared = prepare_image(image, max_side)
+        annotated, rows, files = run_everything_mode(models, prepared, points_per_side, iou_thresh, stability_thresh)
+        return annotated, rows, files, prepared.note or f"{len(rows)} segment(s)."
+
+    def click(image, mode, state: ClickState, evt: gr.SelectData):
+        prepared = prepare_image(image, max_side)
+        x, y = evt.index
+        state.add(float(x), float(y), mode)
+        annotated, files = run_click_mode(models, prepared, state)
+        return annotated, files, state, prepared.note or _click_note(state)
+
+    click.__annotations__["evt"] = gr.SelectData  # a real class, not a postponed string: Gradio injects by type
+
+    def clear_clicks(image):
+        return None, None, ClickState(), "Prompts cleared."
+
+    with gr.Blocks(title="RepViT-SAM grounded segmentation") as page:
+        gr.Markdown("# RepViT-SAM: segment by text, by clicks, or everything\n"
+                    "Grounding DINO finds boxes for your words; RepViT-SAM turns boxes and clicks into masks.")
+        if status:
+            gr.Markdown(status, elem_id="status")
+        with gr.Tab("Text", id="text"):
+            with gr.Row():
+                with gr.Column():
+                    text_image = UploadedImage(type="filepath", label="Image", elem_id="text-image")
+                    prompt = gr.Textbox(label="Prompt", placeholder="a cat. a remote control.", elem_id="text-prompt")
+                    box_threshold = gr.Slider(0.0, 1.0, value=0.35, step=0.01, label="Box threshold", elem_id="text-box-threshold")
+                    text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold", elem_id="text-text-threshold")
+                    text_button = gr.Button("Segment", variant="primary", elem_id="text-run")
+                with gr.Column():
+                    text_output = gr.Image(label="Result", elem_id="text-output", interactive=False)
+                    text_note = gr.Markdown(elem_id="text-note")
+            text_table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", elem_id="text-table", interactive=False)
+            text_files = gr.File(label="Downloads (COCO JSON with RLE, PNG masks)", file_count="multiple", elem_id="text-files")
+            examples = _examples({"chelsea.jpg": "a cat.", "coffee.jpg": "a cup. a spoon.", "astronaut.jpg": "a person. a flag."})
+            if examples:
+                gr.Examples(examples, inputs=[text_image, prompt])
+            text_button.click(_shown(text_mode), [text_image, prompt, box_threshold, text_threshold],
+                              [text_output, text_table, text_files, text_note])
+        with gr.Tab("Click", id="click"):
+            click_state = gr.State(ClickState())
+            with gr.Row():
+                with gr.Column():
+                    click_image = UploadedImage(type="filepath", label="Image: click to add prompts", elem_id="click-image")
+                    click_mode = gr.Radio(["positive point", "negative point", "box corner"], value="positive point",
+                                          label="A click adds", elem_id="click-mode")
+                    clear = gr.Button("Clear prompts", elem_id="click-clear")
+                with gr.Column():
+                    click_output = gr.Image(label="Mask", elem_id="click-output", interactive=False)
+                    click_note = gr.Markdown("The image is embedded once; every click after the first answers fast.",
+                                             elem_id="click-note")
+                    click_files = gr.File(label="Downloads", file_count="multiple", elem_id="click-files")
+            click_image.select(_shown(click), [click_image, click_mode, click_state],
+                               [click_output, click_files, click_state, click_note])
+            click_image.upload(clear_clicks, [click_image], [click_output, click_files, click_state, click_note])
+            clear.click(clear_clicks, [click_image], [click_output, click_files, click_state, click_note])
+        with gr.Tab("Everything", id="everything"):
+            with gr.Row():
+                with gr.Column():
+                    every_image = UploadedImage(type="filepath", label="Image", elem_id="every-image")
+                    points_per_side = gr.Slider(4, 64, value=32, step=1, label="Points per side", elem_id="every-points")
+                    iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold", elem_id="every-iou")
+                    stability_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold", elem_id="every-stability")
+                    every_button = gr.Button("Segment everything", variant="primary", elem_id="every-run")
+                with gr.Column():
+                    every_output = gr.Image(label="Segments", elem_id="every-output", interactive=False)
+                    every_note = gr.Markdown(elem_id="every-note")
+            every_table = gr.Dataframe(headers=TABLE_HEADERS, label="Segments", elem_id="every-table", interactive=False)
+            every_files = gr.File(label="Downloads", file_count="multiple", elem_id="every-files")
+            every_button.click(_shown(everything_mode), [every_image, points_per_side, iou_thresh, stability_thresh],
+                               [every_output, every_table, every_files, every_note])
+    page.queue(default_concurrency_limit=1, max_size=16)  # one model run at a time on a small CPU machine
+    return page
+
+
+def _click_note(state: ClickState) -> str:
+    pending = " First box corner set: click the opposite corner." if state.box_corner is not None else ""
+    return f"{len(state.points)} point(s){', 1 box' if state.box else ''}.{pending}"
+
+
+def launch(page, *, host: str = "127.0.0.1", port: int = 7860, max_file_size: str = DEFAULT_MAX_FILE_SIZE,
+           block: bool = True, **kwargs: Any):
+    """Serve ``page``; uploads above ``max_file_size`` are refused by Gradio with an error on the page."""
+    return page.launch(server_name=host, server_port=port, max_file_size=max_file_size, prevent_thread_lock=not block,
+                       show_error=True, ssr_mode=False, footer_links=[], **kwargs)
+
+
+def default_models(*, sam_checkpoint: str = "repvit_sam", detector: str = "hf", detector_model: str | None = None,
+                   detector_checkpoint: str | None = None, text_encoder: str | None = None,
+                   device: str = "cpu") -> DemoModels:
+    """Models built from the zoo on first use (so a missing file becomes a message on the page)."""
+
+    def make_detector():
+        from ..grounding import build_detector
+
+        return build_detector(detector, model=detector_model, checkpoint=detector_checkpoint,
+                              text_encoder=text_encoder, device=device)
+
+    def make_segmenter():
+        from ..sam import SamSegmenter
+
+        return SamSegmenter(checkpoint=sam_checkpoint, device=device)
+
+    return DemoModels(detector_factory=make_detector, segmenter_factory=make_segmenter)
+
+
+def weights_status(sam_checkpoint: str = "repvit_sam") -> str:
+    """A Markdown note when the RepViT-SAM weights are not on disk yet."""
+    from ..checkpoints import CheckpointError, resolve_checkpoint
+
+    try:
+        resolve_checkpoint(sam_checkpoint, allow_download=False)
+    except CheckpointError as err:
+        return ("**Weights not found.** " + str(err).replace("\n", " ") +
+                " Or run `repvit-plugins download`. The page works once the file is in place; a first run "
+                "otherwise tries to download it.")
+    return ""
+
+
+__all__ = ["build_app", "launch", "default_models", "weights_status"]
