@@ -148,8 +148,17 @@ def download(entry: ZooEntry | str, *, progress: bool = True, force: bool = Fals
     return target
 
 
+def downloads_disabled() -> bool:
+    """``REPVIT_PLUGINS_OFFLINE=1`` turns every download off (the tests set it)."""
+    return os.environ.get("REPVIT_PLUGINS_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
 def resolve_checkpoint(spec: str | os.PathLike, *, allow_download: bool = True) -> Path:
-    """A checkpoint path, or a zoo name (``'repvit_m1_1_distill_450e'``) looked up in the cache."""
+    """A checkpoint path, or a zoo name (``'repvit_m1_1_distill_450e'``) looked up in the cache.
+
+    A zoo file missing from the cache is downloaded unless ``allow_download`` is
+    false or ``REPVIT_PLUGINS_OFFLINE=1``; then the error says where to put it.
+    """
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -159,9 +168,10 @@ def resolve_checkpoint(spec: str | os.PathLike, *, allow_download: bool = True) 
         cached = cache_dir() / entry.filename
         if cached.is_file():
             return cached
-        if allow_download:
+        if allow_download and not downloads_disabled():
             return download(entry)
-        raise CheckpointError(_missing_message(entry, cached, "downloads are disabled"))
+        reason = "REPVIT_PLUGINS_OFFLINE is set" if downloads_disabled() else "downloads are disabled"
+        raise CheckpointError(_missing_message(entry, cached, reason))
     raise CheckpointError(
         f"no checkpoint file at {path} and no model-zoo entry named {spec!r}. "
         f"Known names: {', '.join(sorted(ZOO))}."

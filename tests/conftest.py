@@ -8,6 +8,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["REPVIT_PLUGINS_OFFLINE"] = "1"  # zoo downloads fail fast with instructions; tests that download use loopback ZooEntry objects
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

@@ -161,3 +161,11 @@ def test_zoo_name_resolves_from_cache(tmp_path, reference):
     torch.save({"model": reference.state_dict()}, target)
     model = build_repvit("m0_9", distillation=True, pretrained="repvit_m0_9_distill_300e")
     _assert_same_weights(model, reference)
+
+
+def test_offline_mode_names_the_file_and_folder():
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.resolve_checkpoint("repvit_sam")
+    message = str(err.value)
+    assert "REPVIT_PLUGINS_OFFLINE" in message and ckpt.ZOO["repvit_sam"].url in message
+    assert str(ckpt.cache_dir() / "repvit_sam.pt") in message

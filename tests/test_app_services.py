@@ -1,0 +1,54 @@
+"""The demo's logic without a browser: downscaling, click state, missing weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from repvit_plugins.app import ClickState, DemoError, DemoModels, prepare_image, weights_status
+from repvit_plugins.app.services import run_click_mode, run_text_mode
+
+
+def test_large_images_are_downscaled_with_a_note():
+    prepared = prepare_image(np.zeros((300, 900, 3), np.uint8), max_side=450)
+    assert prepared.image.shape == (150, 450, 3) and prepared.scale == pytest.approx(0.5)
+    assert "downscaled" in prepared.note
+    assert prepare_image(np.zeros((30, 40, 3), np.uint8), max_side=450).note == ""
+
+
+def test_missing_upload_and_non_image_are_clear(tmp_path):
+    with pytest.raises(DemoError, match="Upload an image"):
+        prepare_image(None, 512)
+    bad = tmp_path / "x.png"
+    bad.write_text("nope")
+    with pytest.raises(DemoError, match="could not be read as an image"):
+        prepare_image(str(bad), 512)
+
+
+def test_click_state_builds_a_box_from_two_corners():
+    state = ClickState()
+    state.add(10, 5, "positive point")
+    state.add(40, 30, "box corner")
+    assert state.box is None and state.box_corner == [40, 30]
+    state.add(20, 50, "box corner")
+    state.add(1, 2, "negative point")
+    assert state.box == [20, 30, 40, 50] and state.labels == [1, 0]
+
+
+def test_missing_weights_become_a_message_not_a_crash():
+    from repvit_plugins.app import default_models
+
+    assert "repvit_sam.pt" in weights_status("repvit_sam")
+    models = default_models(sam_checkpoint="repvit_sam", detector_model="/nonexistent/model")
+    prepared = prepare_image(np.zeros((32, 32, 3), np.uint8), 64)
+    with pytest.raises(DemoError, match="could not be loaded"):
+        run_text_mode(models, prepared, "a cat.", 0.3, 0.25)
+    state = ClickState()
+    state.add(3, 3, "positive point")
+    with pytest.raises(DemoError, match="repvit_sam.pt"):
+        run_click_mode(DemoModels(segmenter_factory=models.segmenter_factory), prepared, state)
+
+
+def test_empty_prompt_is_explained():
+    models = DemoModels(detector=object(), segmenter=object())
+    with pytest.raises(DemoError, match="Type what to find"):
+        run_text_mode(models, prepare_image(np.zeros((8, 8, 3), np.uint8), 64), "  ", 0.3, 0.25)
