@@ -1,0 +1,126 @@
+"""RepViT-SAM: the core RepViT as SAM's image encoder, and a builder of a ``segment_anything`` ``Sam``.
+
+The encoder is the same :class:`~repvit_plugins.models.repvit.RepViT` as the
+classifier, configured with the last downsample at stride 1 and no head, plus
+SAM's neck (Conv1x1 -> LayerNorm2d -> Conv3x3 -> LayerNorm2d). Module names match
+the official ``repvit_sam.pt`` (``image_encoder.features.N...``,
+``image_encoder.neck.{0,1,2,3}...``), so it loads with strict key checking.
+Prompt encoder, mask decoder and transformer come from ``segment_anything``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .repvit import RepViT, canonical_arch
+
+__all__ = ["RepViTSamEncoder", "build_repvit_sam", "SAM_EMBED_DIM", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD"]
+
+SAM_EMBED_DIM = 256
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+ENCODER_STRIDE = 16  # stem 4 x 2 x 2 x 1 (last downsample at stride 1)
+
+
+class RepViTSamEncoder(nn.Module):
+    """RepViT trunk (``features``, last downsample at stride 1) + SAM neck (``neck``).
+
+    Args:
+        arch: RepViT variant (``'m2_3'`` for the official RepViT-SAM; smaller ones for students).
+        img_size: side of the square padded input SAM feeds the encoder (read by ``SamPredictor``).
+        out_chans: embedding width the prompt encoder and mask decoder expect.
+    """
+
+    def __init__(self, arch: str = "m2_3", img_size: int = 1024, out_chans: int = SAM_EMBED_DIM):
+        super().__init__()
+        from segment_anything.modeling.common import LayerNorm2d
+
+        if img_size % ENCODER_STRIDE:
+            raise ValueError(f"img_size must be a multiple of {ENCODER_STRIDE}, got {img_size}")
+        trunk = RepViT(arch, num_classes=0, last_stride=1)
+        self.arch_name = trunk.arch_name
+        self.arch = trunk.arch
+        self.img_size = img_size
+        self.features = trunk.features
+        width = trunk.num_channels
+        self.neck = nn.Sequential(
+            nn.Conv2d(width, out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the embedding grid (64 for a 1024 input)."""
+        return self.img_size // ENCODER_STRIDE
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The RepViT features before the neck (``B x C x H/16 x W/16``)."""
+        for block in self.features:
+            x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.forward_trunk(x))
+
+
+def _build_sam(encoder: nn.Module, img_size: int):
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    grid = img_size // ENCODER_STRIDE
+    return Sam(
+        image_encoder=encoder,
+        prompt_encoder=PromptEncoder(
+            embed_dim=SAM_EMBED_DIM,
+            image_embedding_size=(grid, grid),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=SAM_EMBED_DIM, mlp_dim=2048, num_heads=8),
+            transformer_dim=SAM_EMBED_DIM,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=list(SAM_PIXEL_MEAN),
+        pixel_std=list(SAM_PIXEL_STD),
+    )
+
+
+def load_sam_checkpoint(sam: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load a flat SAM state dict (path, zoo name or dict) with strict key checking.
+
+    Raises :class:`~repvit_plugins.checkpoints.CheckpointError` naming missing,
+    unexpected or mis-shaped keys.
+    """
+    from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
+
+    if isinstance(checkpoint, Mapping):
+        state, what = extract_state_dict(dict(checkpoint)), "state dict"
+    else:
+        path = resolve_checkpoint(checkpoint)
+        state, what = extract_state_dict(load_checkpoint_file(path)), str(path)
+    strict_load(sam, state, what=what)
+    return sam
+
+
+def build_repvit_sam(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] | None = None,
+                     device: str | torch.device = "cpu", arch: str = "m2_3", img_size: int = 1024):
+    """A ``segment_anything.modeling.Sam`` with a RepViT image encoder, in eval mode.
+
+    Args:
+        checkpoint: ``None`` (random weights), a file in the official flat layout
+            (``repvit_sam.pt``), the zoo name ``'repvit_sam'`` or a state dict.
+        device: where the model lives.
+        arch: encoder variant; ``'m2_3'`` is the official RepViT-SAM.
+        img_size: padded input side (1024 as SAM; smaller sizes give a ``img_size/16`` grid).
+    """
+    sam = _build_sam(RepViTSamEncoder(canonical_arch(arch), img_size=img_size), img_size)
+    if checkpoint is not None:
+        load_sam_checkpoint(sam, checkpoint)
+    return sam.to(device).eval()

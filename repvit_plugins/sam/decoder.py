@@ -1,0 +1,193 @@
+"""SAM's mask decoder, restructured for CPU: same weights, same outputs, less work per prompt.
+
+``segment_anything``'s :class:`MaskDecoder` copies the 64x64 image embedding
+once per prompt and projects it again for every prompt. Three exact rewrites
+remove most of that work; the modules (and so the weights) are still
+``segment_anything``'s:
+
+* Without a mask prompt the first two-way block sees the same image tokens for
+  every prompt, so its image-side projections are computed once per image
+  (:meth:`FastMaskDecoder.prepare`, cached while the image stays set).
+* The positional-encoding terms of every image-side projection are computed
+  once per image; the projections that read the same image tokens run as one GEMM.
+* Image-to-token attention applies the output projection to the few token
+  values before mixing them (``A (V W)`` instead of ``(A V) W``), and the mask
+  upscaling runs as GEMMs in token layout, producing only the masks asked for.
+
+Results equal ``MaskDecoder`` to float32 rounding (tested on random weights).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["DecoderContext", "FastMaskDecoder"]
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``B x L x (h*d)`` -> ``B x h x L x d`` (a view)."""
+    b, length, c = x.shape
+    return x.view(b, length, num_heads, c // num_heads).transpose(1, 2)
+
+
+@dataclass
+class DecoderContext:
+    """Per-image tensors the decoder reuses for every prompt (token layout ``1 x N x C``)."""
+
+    source: torch.Tensor  # the image embedding these were computed from
+    image: torch.Tensor  # image tokens, no mask prompt added
+    src: torch.Tensor  # image tokens + the no-mask dense embedding
+    pe_terms: list[tuple[torch.Tensor, torch.Tensor]]  # per block: (k_t2i, q_i2t) terms from the PE + bias
+    final_pe: torch.Tensor  # final token-to-image key term
+    first: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # block 0 (k, v, q) without a mask prompt
+    size: tuple[int, int]
+
+
+class FastMaskDecoder(nn.Module):
+    """Drop-in computation of ``sam.mask_decoder`` (+ the prompt encoder's dense part).
+
+    Args:
+        sam: a ``segment_anything`` ``Sam`` whose ``mask_decoder`` holds a
+            ``TwoWayTransformer`` (SAM, MobileSAM, RepViT-SAM all do).
+    """
+
+    def __init__(self, sam: nn.Module):
+        super().__init__()
+        self.mask_decoder = sam.mask_decoder
+        self.prompt_encoder = sam.prompt_encoder
+
+    # -- per image -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare(self, image_embeddings: torch.Tensor) -> DecoderContext:
+        """Everything that depends on the image only (``image_embeddings``: ``1 x C x h x w``)."""
+        if image_embeddings.dim() != 4 or image_embeddings.shape[0] != 1:
+            raise ValueError(f"expected one image embedding 1xCxHxW, got {tuple(image_embeddings.shape)}")
+        transformer = self.mask_decoder.transformer
+        h, w = (int(v) for v in self.prompt_encoder.image_embedding_size)  # static (a constant when traced)
+        image = image_embeddings.flatten(2).transpose(1, 2).contiguous()
+        pe = self.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2).contiguous()
+        src = image + self.prompt_encoder.no_mask_embed.weight.view(1, 1, -1)
+        pe_terms = []
+        for layer in transformer.layers:
+            t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+            weight = torch.cat([t2i.k_proj.weight, i2t.q_proj.weight])
+            bias = torch.cat([t2i.k_proj.bias, i2t.q_proj.bias])
+            k_term, q_term = F.linear(pe, weight, bias).split(t2i.internal_dim, dim=-1)
+            pe_terms.append((k_term, q_term))
+        final = transformer.final_attn_token_to_image
+        final_pe = F.linear(pe, final.k_proj.weight, final.k_proj.bias)
+        first = self._image_projections(transformer.layers[0], src, pe_terms[0])
+        return DecoderContext(image_embeddings, image, src, pe_terms, final_pe, first, (h, w))
+
+    @staticmethod
+    def _image_projections(layer: nn.Module, keys: torch.Tensor, pe_term: tuple[torch.Tensor, torch.Tensor]):
+        """The three projections of one block that read the image tokens, as one GEMM."""
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        weight = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight])
+        k, v, q = F.linear(keys, weight).split(t2i.internal_dim, dim=-1)
+        return k + pe_term[0], v + t2i.v_proj.bias, q + pe_term[1]
+
+    # -- attention -------------------------------------------------------------------------------
+    @staticmethod
+    def _token_to_image(attn: nn.Module, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        shared: bool) -> torch.Tensor:
+        """Tokens (``B x T x C``) attend to image keys/values (``1 x N x c`` if ``shared``, else ``B x N x c``)."""
+        b, t, _ = queries.shape
+        q = attn.q_proj(queries)
+        if shared:  # one image for all prompts: their tokens form one long query list
+            q = q.reshape(1, b * t, -1)
+        out = F.scaled_dot_product_attention(_heads(q, attn.num_heads), _heads(k, attn.num_heads),
+                                             _heads(v, attn.num_heads))
+        return attn.out_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+    @staticmethod
+    def _image_to_token(attn: nn.Module, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                        shared: bool) -> torch.Tensor:
+        """Image queries (``1 x N x c`` if ``shared``, else ``B x N x c``; projected) attend to tokens -> ``B x N x C``."""
+        heads = attn.num_heads
+        b, t, _ = keys.shape
+        n = q.shape[1]
+        k = _heads(attn.k_proj(keys), heads)  # B h T d
+        v = attn.v_proj(values).view(b, t, heads, -1)  # B T h d
+        out_w = attn.out_proj.weight.view(attn.out_proj.out_features, heads, -1).permute(1, 2, 0)  # h d C
+        vw = (v.transpose(1, 2) @ out_w).reshape(b, heads * t, -1)  # B (h T) C
+        qh = _heads(q, heads)  # 1|B h N d
+        scale = qh.shape[-1] ** -0.5
+        if shared:
+            scores = qh[0] @ k.permute(1, 3, 0, 2).reshape(heads, -1, b * t)  # h N (B T)
+            scores = scores.view(heads, n, b, t).mul_(scale).softmax(-1)
+            probs = scores.permute(2, 1, 0, 3).reshape(b, n, heads * t)
+        else:
+            scores = (qh @ k.transpose(-1, -2)).mul_(scale).softmax(-1)  # B h N T
+            probs = scores.permute(0, 2, 1, 3).reshape(b, n, heads * t)
+        return torch.bmm(probs, vw) + attn.out_proj.bias
+
+    def _block(self, layer: nn.Module, queries: torch.Tensor, query_pe: torch.Tensor, keys: torch.Tensor,
+               projections, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        k, v, q_image = projections
+        queries = layer.norm2(queries + self._token_to_image(layer.cross_attn_token_to_image, queries + query_pe, k, v,
+                                                                          shared))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        mixed = self._image_to_token(layer.cross_attn_image_to_token, q_image, queries + query_pe, queries, shared)
+        keys = layer.norm4(keys + mixed)
+        return queries, keys
+
+    # -- masks -----------------------------------------------------------------------------------
+    def _upscale_masks(self, keys: torch.Tensor, hyper: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``output_upscaling`` + hypernetwork product in token layout; ``B x M x 4h x 4w``."""
+        up = self.mask_decoder.output_upscaling
+        conv1, norm, act1, conv2, act2 = up[0], up[1], up[2], up[3], up[4]
+        b, m = hyper.shape[:2]
+        h, w = size
+        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.in_channels, -1)  # C x (2 2 c1)
+        x = F.linear(keys, w1.t(), conv1.bias.repeat(4)).view(b, h * w * 4, conv1.out_channels)
+        x = act1(F.layer_norm(x, (conv1.out_channels,), norm.weight, norm.bias, norm.eps))
+        w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.in_channels, -1)
+        x = act2(F.linear(x, w2.t(), conv2.bias.repeat(4))).view(b, h * w * 16, conv2.out_channels)
+        masks = torch.bmm(x, hyper.transpose(1, 2))  # B (h w i j k l) M
+        masks = masks.view(b, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, m, 4 * h, 4 * w)
+
+    @torch.no_grad()
+    def forward(self, context: DecoderContext, sparse_embeddings: torch.Tensor,
+                dense_embeddings: torch.Tensor | None = None, multimask_output: bool | None = True):
+        """Low-res mask logits ``B x M x 4h x 4w`` and IoU predictions ``B x M``, as ``MaskDecoder``.
+
+        ``dense_embeddings`` is ``None`` when no mask prompt is given (the image-only
+        work in ``context`` is then reused), else the prompt encoder's ``B x C x h x w``.
+        ``multimask_output=None`` returns all mask tokens (single-mask output first).
+        """
+        decoder = self.mask_decoder
+        transformer = decoder.transformer
+        b = sparse_embeddings.shape[0]
+        tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        tokens = torch.cat([tokens.unsqueeze(0).expand(b, -1, -1), sparse_embeddings], dim=1)
+        shared = dense_embeddings is None  # the image tokens are the same for every prompt until block 0 mixes them
+        if shared:
+            keys = context.src
+        else:
+            keys = context.image + dense_embeddings.flatten(2).transpose(1, 2)
+        queries = tokens
+        for i, layer in enumerate(transformer.layers):
+            projections = context.first if (i == 0 and shared) else \
+                self._image_projections(layer, keys, context.pe_terms[i])
+            queries, keys = self._block(layer, queries, tokens, keys, projections, shared and i == 0)
+        final = transformer.final_attn_token_to_image
+        k, v = F.linear(keys, torch.cat([final.k_proj.weight, final.v_proj.weight])).split(final.internal_dim, -1)
+        attn = self._token_to_image(final, queries + tokens, k + context.final_pe, v + final.v_proj.bias, False)
+        queries = transformer.norm_final_attn(queries + attn)
+        wanted = range(0, decoder.num_mask_tokens) if multimask_output is None else \
+            range(1, decoder.num_mask_tokens) if multimask_output else range(0, 1)
+        hyper = torch.stack([decoder.output_hypernetworks_mlps[i](queries[:, 1 + i]) for i in wanted], dim=1)
+        masks = self._upscale_masks(keys, hyper, context.size)
+        iou = decoder.iou_prediction_head(queries[:, 0])[:, wanted.start:wanted.stop]
+        return masks, iou

@@ -1,0 +1,153 @@
+"""``SamPredictor`` with an embedding cache, the fast mask decoder and chunked decoding.
+
+Everything ``segment_anything`` users call (``set_image``, ``predict``,
+``predict_torch``, ``get_image_embedding``) keeps its meaning, so
+``SamAutomaticMaskGenerator`` can use this predictor too.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Callable
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+
+from .decoder import FastMaskDecoder
+from .onnx_export import decoder_feeds
+
+__all__ = ["FastSamPredictor", "image_key", "DECODERS"]
+
+DECODERS = ("fast", "sam", "onnxruntime")
+
+
+def image_key(image: np.ndarray, image_format: str = "RGB") -> str:
+    """A content hash of an image (pixels, shape, dtype, channel order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.shape}{image.dtype}{image_format}".encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.hexdigest()
+
+
+class FastSamPredictor(SamPredictor):
+    """A ``SamPredictor`` that remembers embeddings and decodes many prompts cheaply.
+
+    Args:
+        sam_model: a ``segment_anything`` ``Sam`` (its encoder may be an ``OrtImageEncoder``).
+        decoder: ``'fast'`` (:class:`FastMaskDecoder`, default), ``'sam'`` (``segment_anything``'s
+            modules as they are) or a callable like :class:`~repvit_plugins.sam.ort_backend.OrtPromptDecoder`.
+        cache_size: how many image embeddings to keep (keyed by image content).
+        chunk_size: prompts decoded per step inside one call (bounds memory; the
+            default suits CPU caches). Masks are thresholded per chunk.
+    """
+
+    def __init__(self, sam_model, decoder: str | Callable = "fast", cache_size: int = 4, chunk_size: int | None = None):
+        if isinstance(decoder, str) and decoder not in ("fast", "sam"):
+            raise ValueError(f"decoder must be 'fast', 'sam' or an onnxruntime decoder, got {decoder!r}")
+        self.decoder = decoder
+        self.fast_decoder = FastMaskDecoder(sam_model)
+        self.cache_size = max(0, cache_size)
+        self.chunk_size = chunk_size
+        self._cache: OrderedDict[str, tuple] = OrderedDict()
+        super().__init__(sam_model)
+
+    # -- image -----------------------------------------------------------------------------------
+    def reset_image(self) -> None:
+        super().reset_image()
+        self.image_key = None
+        self.original_size = None
+        self.input_size = None
+        self._context = None
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Embed ``image`` (``H x W x 3`` uint8), or reuse its embedding if this content was seen recently."""
+        key = image_key(image, image_format)
+        if key == self.image_key and self.is_image_set:
+            return
+        cached = self._cache.get(key)
+        if cached is None:
+            super().set_image(image, image_format)
+            cached = (self.features, self.original_size, self.input_size)
+            if self.cache_size:
+                self._cache[key] = cached
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+            self.reset_image()
+            self.features, self.original_size, self.input_size = cached
+            self.is_image_set = True
+        self.image_key = key
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size) -> None:
+        super().set_torch_image(transformed_image, original_image_size)
+        self.features = self.features.contiguous()  # a channels_last encoder hands back NHWC strides
+        self.image_key = None
+
+    def clear_cache(self) -> None:
+        """Forget every remembered embedding (the current image stays set)."""
+        self._cache.clear()
+
+    @property
+    def context(self):
+        """The fast decoder's per-image tensors, computed once per image."""
+        if self._context is None or self._context.source is not self.features:
+            self._context = self.fast_decoder.prepare(self.features)
+        return self._context
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def _decode(self, coords, labels, boxes, masks, multimask_output: bool):
+        """Low-res logits and IoU predictions for one chunk of prompts."""
+        if self.decoder == "sam" or (self.decoder == "fast" and self.features.shape[0] != 1):
+            sparse, dense = self.model.prompt_encoder(
+                points=(coords, labels) if coords is not None else None, boxes=boxes, masks=masks)
+            return self.model.mask_decoder(self.features, self.model.prompt_encoder.get_dense_pe(), sparse, dense,
+                                           multimask_output)
+        if self.decoder == "fast":
+            sparse, _ = self.model.prompt_encoder(points=(coords, labels) if coords is not None else None,
+                                                  boxes=boxes, masks=None)
+            dense = None
+            if masks is not None:
+                dense = self.model.prompt_encoder._embed_masks(masks).expand(sparse.shape[0], -1, -1, -1)
+            return self.fast_decoder(self.context, sparse, dense, multimask_output)
+        grid = self.model.prompt_encoder.mask_input_size
+        low, iou = self.decoder(decoder_feeds(self.features, coords, labels, boxes, masks, grid))
+        keep = slice(1, None) if multimask_output else slice(0, 1)
+        return low[:, keep].to(self.device), iou[:, keep].to(self.device)
+
+    def _chunk(self) -> int:
+        if self.chunk_size:
+            return self.chunk_size
+        h, w = self.model.prompt_encoder.image_embedding_size
+        return max(1, 16384 // (h * w))  # 4 prompts at 64x64: their activations stay in cache
+
+    @torch.no_grad()
+    def predict_torch(self, point_coords, point_labels, boxes=None, mask_input=None, multimask_output: bool = True,
+                      return_logits: bool = False, best_only: bool = False):
+        """``SamPredictor.predict_torch``, decoded in chunks; ``best_only`` keeps the best-scoring mask per prompt.
+
+        Returns masks ``B x C x H x W`` (bool unless ``return_logits``), IoU
+        predictions ``B x C`` and low-res logits ``B x C x h x w``.
+        """
+        if not self.is_image_set:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
+        step = self._chunk()
+        outputs = []
+        for start in range(0, batch, step):
+            part = slice(start, start + step)
+            pick = lambda t: None if t is None else (t[part] if t.shape[0] == batch else t)  # noqa: E731
+            low, iou = self._decode(pick(point_coords), pick(point_labels), pick(boxes), pick(mask_input),
+                                    multimask_output)
+            if best_only and low.shape[1] > 1:
+                best = iou.argmax(dim=1)
+                rows = torch.arange(low.shape[0], device=low.device)
+                low, iou = low[rows, best][:, None], iou[rows, best][:, None]
+            masks = self.model.postprocess_masks(low, self.input_size, self.original_size)
+            if not return_logits:
+                masks = masks > self.model.mask_threshold
+            outputs.append((masks, iou, low))
+        masks, iou, low = (torch.cat(parts) for parts in zip(*outputs))
+        return masks, iou, low

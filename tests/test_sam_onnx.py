@@ -1,0 +1,143 @@
+"""ONNX export and onnxruntime: encoder and decoder parity with PyTorch, the onnxruntime backend, the tools."""
+from __future__ import annotations
+
+import copy
+import runpy
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from repvit_plugins.models import build_repvit_sam  # noqa: E402
+from repvit_plugins.sam import SamSegmenter  # noqa: E402
+from repvit_plugins.sam.onnx_export import PromptDecoder, decoder_feeds  # noqa: E402
+from repvit_plugins.sam.ort_backend import OrtImageEncoder, OrtPromptDecoder  # noqa: E402
+
+from ._sam_fixtures import SMALL, small_sam, synthetic_image  # noqa: E402
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+BOXES = np.array([[20, 30, 150, 180], [100, 40, 290, 190], [5, 5, 60, 50]], dtype=np.float32)
+
+
+def _tool(name: str):
+    return runpy.run_path(str(TOOLS / name), run_name="tool")["main"]
+
+
+def _rel(ours, reference) -> float:
+    return float((torch.as_tensor(ours) - reference).abs().max() / reference.abs().max())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """tools/export_onnx.py on a small random checkpoint: (checkpoint, encoder.onnx, decoder.onnx)."""
+    root = tmp_path_factory.mktemp("onnx")
+    torch.save(small_sam().state_dict(), root / "sam.pt")
+    code = _tool("export_onnx.py")(["--checkpoint", str(root / "sam.pt"), "--arch", SMALL["arch"], "--img-size",
+                                    str(SMALL["img_size"]), "--output-dir", str(root), "--name", "small", "--check"])
+    assert code == 0
+    return root / "sam.pt", root / "small_encoder.onnx", root / "small_decoder.onnx"
+
+
+@pytest.fixture(scope="module")
+def sam(exported):
+    return build_repvit_sam(exported[0], **SMALL)
+
+
+@pytest.fixture(scope="module")
+def ort_decoder(exported):
+    return OrtPromptDecoder(exported[2])
+
+
+def test_encoder_onnxruntime_matches_pytorch(sam, exported):
+    image = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        reference = sam.image_encoder(image)  # unfused PyTorch vs the fused graph
+    assert _rel(OrtImageEncoder(exported[1], 256)(image), reference) <= 1e-4
+
+
+PROMPTS = {
+    "one point": (1, 1, False, False),
+    "points": (4, 3, False, False),
+    "boxes": (7, 0, True, False),
+    "points+box+mask": (3, 2, True, True),
+}
+
+
+@pytest.mark.parametrize("kind", list(PROMPTS))
+def test_decoder_onnxruntime_matches_pytorch_any_count(sam, ort_decoder, kind):
+    count, points, with_box, with_mask = PROMPTS[kind]
+    gen = torch.Generator().manual_seed(count)
+    coords = torch.rand(count, points, 2, generator=gen) * 256 if points else None
+    labels = torch.randint(0, 2, (count, points), generator=gen) if points else None
+    boxes = torch.sort(torch.rand(count, 2, 2, generator=gen) * 256, dim=1).values.reshape(count, 4) if with_box else None
+    masks = torch.randn(count, 1, 64, 64, generator=gen) if with_mask else None
+    feeds = decoder_feeds(torch.randn(1, 256, 16, 16, generator=gen), coords, labels, boxes, masks, (64, 64))
+    with torch.no_grad():
+        low_res, iou = PromptDecoder(sam)(**feeds)
+        # the wrapper is segment_anything's prompt encoder + decoder
+        sparse, dense = sam.prompt_encoder((coords, labels) if points else None, boxes, masks)
+        expected, _ = sam.mask_decoder(feeds["image_embeddings"], sam.prompt_encoder.get_dense_pe(), sparse, dense, True)
+    assert torch.allclose(low_res[:, 1:], expected, atol=1e-5 * expected.abs().max())
+    ort_low_res, ort_iou = ort_decoder(feeds)
+    assert ort_low_res.shape == (count, 4, 64, 64) and ort_iou.shape == (count, 4)
+    assert _rel(ort_low_res, low_res) <= 1e-4 and _rel(ort_iou, iou) <= 1e-4
+
+
+def test_onnxruntime_backend_in_the_segmenter(sam, exported):
+    image = synthetic_image()
+    torch_seg = SamSegmenter(copy.deepcopy(sam))
+    torch_seg.set_image(image)
+    ort_seg = SamSegmenter(copy.deepcopy(sam), backend="onnxruntime", encoder_onnx=exported[1],
+                           decoder="onnxruntime", decoder_onnx=exported[2])
+    ort_seg.set_image(image)
+    embedding, expected = ort_seg.get_image_embedding(), torch_seg.get_image_embedding()
+    assert _rel(embedding, expected) <= 1e-4
+    masks, scores = ort_seg.predict_boxes(BOXES, multimask_output=True)
+    ref_masks, ref_scores = torch_seg.predict_boxes(BOXES, multimask_output=True)
+    assert (masks == ref_masks).mean() > 0.999 and np.allclose(scores, ref_scores, atol=1e-4)
+    points = (np.array([[60.0, 70.0], [200.0, 120.0]]), np.array([1, 0]))
+    ort_points, torch_points = ort_seg.predict_points(*points), torch_seg.predict_points(*points)
+    assert np.abs(ort_points[2] - torch_points[2]).max() <= 1e-3 * np.abs(torch_points[2]).max()
+
+
+def test_onnxruntime_backend_exports_once_into_the_cache(sam):
+    from repvit_plugins.checkpoints import cache_dir
+
+    SamSegmenter(copy.deepcopy(sam), backend="onnxruntime")  # exports the encoder into the model cache
+    files = list((cache_dir() / "onnx").glob("sam_encoder_256_*.onnx"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    segmenter = SamSegmenter(copy.deepcopy(sam), backend="onnxruntime")
+    assert files[0].stat().st_mtime_ns == stamp and segmenter.model.image_encoder.path == files[0]
+
+
+def test_int8_encoder_runs_close(sam, exported, tmp_path):
+    from repvit_plugins.sam.onnx_export import quantize_int8
+
+    path = quantize_int8(exported[1], tmp_path / "int8.onnx")
+    image = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        reference = sam.image_encoder(image)
+    out = OrtImageEncoder(path, 256)(image)
+    cosine = torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), dim=0)
+    assert out.shape == reference.shape and cosine > 0.9
+
+
+@pytest.mark.skipif(find_spec("coremltools") is not None, reason="coremltools is installed")
+def test_coreml_tool_explains_missing_coremltools(capsys):
+    assert _tool("export_coreml.py")(["--random-weights"]) == 2
+    assert "pip install coremltools" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_spec("coremltools") is None, reason="coremltools is not installed (optional extra)")
+def test_coreml_conversion(tmp_path, exported):
+    code = _tool("export_coreml.py")(["--checkpoint", str(exported[0]), "--arch", SMALL["arch"], "--img-size",
+                                      str(SMALL["img_size"]), "--output-dir", str(tmp_path), "--precision", "fp32"])
+    assert code == 0 and (tmp_path / "repvit_sam_encoder.mlpackage").exists()
+    assert (tmp_path / "repvit_sam_decoder.mlpackage").exists()

@@ -1,0 +1,306 @@
+#!/usr/bin/env python
+"""CPU latency of RepViT-SAM, measured in one run on one machine (1024x1024, batch 1, random weights).
+
+Encoder: unfused eager, fused, fused + channels_last, fused + channels_last +
+torch.compile (with its one-off compile time), onnxruntime, onnxruntime int8
+(with its embedding error) and segment_anything's SAM ViT-B as the outside
+reference. Decoder (prompt encoder + mask decoder + upscaling to the image, as
+``predict_torch``): 1 box, 16 boxes in one call, 16 separate calls, for
+segment_anything's decoder, the fast decoder and the onnxruntime decoder.
+
+Each allocator setting runs in its own process: ``default`` (glibc as it
+comes), ``mallopt`` (repvit_plugins.runtime.tune_allocator() at start-up) and
+``env`` (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000). Times are
+medians over repeated runs after warm-up. The ONNX files are exported once, up
+front, into --work-dir.
+
+  python tools/benchmark_sam.py                  # everything, 3 allocator settings (about 10-15 min on 2 cores)
+  python tools/benchmark_sam.py --quick          # a short smoke run (tuned allocator only)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+MODES = ("default", "mallopt", "env")
+ENV_TUNING = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+SKIPPABLE = ("compile", "onnx", "int8", "vit_b")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="short run: 3 iterations, 1 warm-up, tuned allocator only, no compile and no ViT-B")
+    parser.add_argument("--allocator", choices=(*MODES, "all"), default=None,
+                        help="allocator setting(s) to measure (default: all; with --quick: mallopt)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
+    parser.add_argument("--iters", type=int, default=None, help="timed encoder runs (default 10; quick 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up runs (default 2; quick 1)")
+    parser.add_argument("--vit-b-iters", type=int, default=3, help="timed runs of SAM ViT-B (it is slow)")
+    parser.add_argument("--decoder-iters", type=int, default=None, help="timed decoder runs (default 10; quick 3)")
+    parser.add_argument("--arch", default="m2_3", help="RepViT variant of the encoder (m2_3 = RepViT-SAM)")
+    parser.add_argument("--img-size", type=int, default=1024, help="encoder input side")
+    parser.add_argument("--boxes", type=int, default=16, help="boxes for the many-boxes decoder measurements")
+    parser.add_argument("--skip", nargs="*", default=[], choices=SKIPPABLE, help="measurements to leave out")
+    parser.add_argument("--work-dir", default=None, help="folder for the exported ONNX files (default: a temp dir)")
+    parser.add_argument("--json", default=None, help="also write all results to this JSON file")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.skip = sorted(set(args.skip) | {"compile", "vit_b"})
+    args.allocator = args.allocator or ("mallopt" if args.quick else "all")
+    args.iters = args.iters or (3 if args.quick else 10)
+    args.warmup = args.warmup or (1 if args.quick else 2)
+    args.decoder_iters = args.decoder_iters or (3 if args.quick else 10)
+    return args
+
+
+# -- measuring (child process) ----------------------------------------------------------------------
+def median_latency(fn, iters: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
+    import copy
+
+    from repvit_plugins.models import build_repvit_sam, reparameterize
+
+    results = {}
+    torch.manual_seed(0)
+    sam = build_repvit_sam(arch=args.arch, img_size=args.img_size)
+    encoder = sam.image_encoder
+    run = lambda model, x: (lambda: model(x))  # noqa: E731
+    with torch.inference_mode():
+        reference = encoder(image)
+        results["encoder: unfused eager"] = {"s": median_latency(run(encoder, image), args.iters, args.warmup)}
+        fused = reparameterize(copy.deepcopy(encoder))
+        results["encoder: fused"] = {"s": median_latency(run(fused, image), args.iters, args.warmup)}
+        fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
+        image_cl = image.contiguous(memory_format=torch.channels_last)
+        out = fused_cl(image_cl)
+        error = float((out - reference).abs().mean() / reference.std())
+        results["encoder: fused + channels_last"] = {
+            "s": median_latency(run(fused_cl, image_cl), args.iters, args.warmup), "error": error}
+    if "compile" not in args.skip:
+        compiled = torch.compile(fused_cl)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            compiled(image_cl)
+            compile_s = time.perf_counter() - start
+            results["encoder: fused + channels_last + torch.compile"] = {
+                "s": median_latency(run(compiled, image_cl), args.iters, args.warmup), "compile_s": compile_s}
+    if "onnx" not in args.skip:
+        from repvit_plugins.sam.ort_backend import OrtImageEncoder
+
+        for name, key in (("encoder: onnxruntime (fused)", "encoder"), ("encoder: onnxruntime int8", "int8")):
+            if key not in paths:
+                continue
+            ort_encoder = OrtImageEncoder(paths[key], args.img_size, args.threads)
+            out = ort_encoder(image)
+            error = float((out - reference).abs().mean() / reference.std())
+            results[name] = {"s": median_latency(run(ort_encoder, image), args.iters, args.warmup), "error": error}
+    if "vit_b" not in args.skip and args.img_size == 1024:
+        from segment_anything import build_sam_vit_b
+
+        vit_b = build_sam_vit_b(checkpoint=None).image_encoder.eval()
+        with torch.inference_mode():
+            results["encoder: SAM ViT-B (segment_anything)"] = {
+                "s": median_latency(run(vit_b, image), args.vit_b_iters, 1)}
+    return results
+
+
+def _decoder_results(args, paths: dict) -> dict:
+    from segment_anything import SamPredictor
+
+    from repvit_plugins.models import build_repvit_sam
+    from repvit_plugins.sam.predictor import FastSamPredictor
+
+    torch.manual_seed(0)
+    sam = build_repvit_sam(arch=args.arch, img_size=args.img_size)
+    grid = args.img_size // 16
+    embedding = torch.randn(1, 256, grid, grid)
+    gen = torch.Generator().manual_seed(0)
+    corners = torch.sort(torch.rand(args.boxes, 2, 2, generator=gen) * args.img_size * 0.9, dim=1).values
+    boxes = (corners + torch.tensor([0.0, args.img_size * 0.1])[:, None]).reshape(-1, 4)  # x1 > x0 + 10%
+    predictors = {"segment_anything": SamPredictor(sam), "fast": FastSamPredictor(sam, decoder="fast")}
+    if "onnx" not in args.skip and "decoder" in paths:
+        from repvit_plugins.sam.ort_backend import OrtPromptDecoder
+
+        predictors["onnxruntime"] = FastSamPredictor(sam, decoder=OrtPromptDecoder(paths["decoder"], args.threads))
+    results = {}
+    n = args.boxes
+    for name, predictor in predictors.items():
+        predictor.features = embedding
+        predictor.is_image_set = True
+        predictor.original_size = predictor.input_size = (args.img_size, args.img_size)
+        decode = lambda b: predictor.predict_torch(None, None, b, None, False)  # noqa: E731
+        with torch.inference_mode():
+            one = median_latency(lambda: decode(boxes[:1]), args.decoder_iters * 2, args.warmup)
+            batched = median_latency(lambda: decode(boxes), args.decoder_iters, args.warmup)
+            separate = median_latency(lambda: [decode(boxes[i:i + 1]) for i in range(n)], args.decoder_iters,
+                                      args.warmup)
+        results[f"decoder {name}: 1 box"] = {"s": one}
+        results[f"decoder {name}: {n} boxes, one call"] = {"s": batched, "per_box": batched / n}
+        results[f"decoder {name}: {n} boxes, separate calls"] = {"s": separate, "per_box": separate / n}
+    return results
+
+
+def child(args) -> dict:
+    from repvit_plugins.runtime import tune_allocator
+
+    tuned = tune_allocator() if args.child == "mallopt" else args.child == "env"
+    torch.set_num_threads(args.threads)
+    paths = json.loads(os.environ.get("REPVIT_BENCH_PATHS", "{}"))
+    image = torch.randn(1, 3, args.img_size, args.img_size, generator=torch.Generator().manual_seed(0))
+    results = {"_mode": args.child, "_tuned": tuned, "_threads": torch.get_num_threads(),
+               "_load_before": os.getloadavg()[0]}
+    results.update(_encoder_results(args, image, paths))
+    results.update(_decoder_results(args, paths))
+    results["_load_after"] = os.getloadavg()[0]
+    return results
+
+
+# -- orchestration (parent process) ----------------------------------------------------------------
+def export_models(args, work: Path) -> dict:
+    from repvit_plugins.models import build_repvit_sam
+    from repvit_plugins.sam.onnx_export import export_decoder, export_encoder, quantize_int8
+
+    paths, timings = {}, {}
+    if "onnx" in args.skip:
+        return {"paths": paths, "timings": timings}
+    torch.manual_seed(0)
+    sam = build_repvit_sam(arch=args.arch, img_size=args.img_size)
+    stem = f"{args.arch}_{args.img_size}"
+    for key, export in (("encoder", export_encoder), ("decoder", export_decoder)):
+        path = work / f"{stem}_{key}.onnx"
+        if path.is_file():  # same seed, same weights: a file from an earlier run in --work-dir is reused
+            print(f"reusing {path}", flush=True)
+        else:
+            start = time.perf_counter()
+            export(sam, path)
+            timings[f"export {key}"] = time.perf_counter() - start
+            print(f"exported the {key} in {timings[f'export {key}']:.1f} s", flush=True)
+        paths[key] = str(path)
+    if "int8" not in args.skip:
+        start = time.perf_counter()
+        paths["int8"] = str(quantize_int8(paths["encoder"], work / f"{stem}_encoder.int8.onnx"))
+        timings["quantize encoder"] = time.perf_counter() - start
+    return {"paths": paths, "timings": timings}
+
+
+def run_mode(mode: str, args, argv: list[str], paths: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_TUNING}
+    env["REPVIT_BENCH_PATHS"] = json.dumps(paths)
+    if mode == "env":
+        env.update(ENV_TUNING)
+    if mode == "default":
+        env["REPVIT_PLUGINS_NO_MALLOC_TUNING"] = "1"
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", mode]
+    print(f"measuring with the {mode} allocator ...", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"the {mode} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
+
+
+def report(results: dict[str, dict], args, exports: dict) -> None:
+    modes = list(results)
+    names = [k for k in results[modes[0]] if not k.startswith("_")]
+    print(f"\nRepViT-SAM ({args.arch}) CPU latency, {args.img_size}x{args.img_size}, batch 1, "
+          f"{results[modes[0]]['_threads']} threads, median of {args.iters} (decoder {args.decoder_iters}); "
+          f"{os.cpu_count()} CPUs, load average " +
+          ", ".join(f"{m} {r['_load_before']:.1f}->{r['_load_after']:.1f}" for m, r in results.items()) + "\n")
+    print("| measurement | " + " | ".join(modes) + " |")
+    print("|---|" + "---|" * len(modes))
+    for name in names:
+        cells = []
+        for mode in modes:
+            entry = results[mode].get(name)
+            cell = _fmt(entry["s"]) if entry else "-"
+            if entry and "per_box" in entry:
+                cell += f" ({_fmt(entry['per_box'])}/box)"
+            cells.append(cell)
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for mode in modes:
+        r = results[mode]
+        base = r["encoder: unfused eager"]["s"]
+        print(f"\n[{mode} allocator] encoder speed-up over unfused eager:")
+        for name in names:
+            if name.startswith("encoder") and name != "encoder: unfused eager":
+                extra = ""
+                if "compile_s" in r[name]:
+                    extra += f", one-off compile {r[name]['compile_s']:.1f} s"
+                if "error" in r[name]:
+                    extra += f", embedding error {r[name]['error']:.1e} (mean abs / std)"
+                print(f"  {name[9:]}: {base / r[name]['s']:.2f}x{extra}")
+        best = min((r[n]["s"], n) for n in names if n.startswith("encoder") and "ViT-B" not in n)
+        print(f"  best RepViT-SAM path: {best[1][9:]} {base / best[0]:.2f}x")
+        n = args.boxes
+        for dec in ("segment_anything", "fast", "onnxruntime"):
+            key = f"decoder {dec}: {n} boxes, one call"
+            if key in r:
+                sep = r[f"decoder {dec}: {n} boxes, separate calls"]
+                print(f"  decoder {dec}: {_fmt(r[key]['per_box'])}/box in one call, {_fmt(sep['per_box'])}/box "
+                      f"separately (one call / separate = {r[key]['s'] / sep['s']:.2f})")
+        ref = r[f"decoder segment_anything: {n} boxes, separate calls"]["per_box"]
+        for dec in ("fast", "onnxruntime"):
+            key = f"decoder {dec}: {n} boxes, one call"
+            if key in r:
+                print(f"  per-box cost, {dec} in one call vs segment_anything one box at a time: "
+                      f"{ref / r[key]['per_box']:.2f}x lower")
+    if "default" in results and len(modes) > 1:
+        print("\nallocator: default time / tuned time (>1: tuning helps)")
+        for mode in modes:
+            if mode != "default":
+                ratios = [results["default"][n]["s"] / results[mode][n]["s"] for n in names if n in results[mode]]
+                print(f"  {mode}: median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x")
+    for name, seconds in exports["timings"].items():
+        print(f"{name}: {seconds:.1f} s")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(child(args)), flush=True)
+        return 0
+    from repvit_plugins.runtime import tune_allocator
+
+    tune_allocator()  # the exports in this process only
+    modes = MODES if args.allocator == "all" else (args.allocator,)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work_dir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        exports = export_models(args, work)
+        results = {mode: run_mode(mode, args, argv, exports["paths"]) for mode in modes}
+    report(results, args, exports)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "exports": exports, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
