@@ -2,19 +2,34 @@
 from __future__ import annotations
 
 import os
+import sys
+import uuid
 
-import pytest
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the subprocesses tests start (DDP, CLI)
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["REPVIT_PLUGINS_OFFLINE"] = "1"  # zoo downloads fail fast with instructions; tests that download use loopback ZooEntry objects
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: the tests run tiny models, several processes at a time (DDP, CLI subprocesses); with two
+# OpenMP threads on a 2-core machine they wait on each other and run 5-50x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mm_logger():
+    """mmengine keeps the last Runner's logger current, its file handler closed; give each test a new one."""
+    if "mmengine" in sys.modules:
+        from mmengine.logging import MMLogger
+
+        MMLogger.get_instance(f"repvit-plugins-test-{uuid.uuid4().hex}")
+    yield
 
 
 @pytest.fixture(autouse=True)
