@@ -25,14 +25,6 @@ def _image(h, w, seed):
     return np.random.RandomState(seed).randint(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models are op-overhead bound: one thread avoids OpenMP waits on a shared, busy CPU (50x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):

@@ -36,14 +36,6 @@ OFFICIAL_TAPS = {  # arch -> (detection, segmentation) block indices of the offi
 TINY_DET = ROOT / "configs/tests/mask-rcnn_repvit-m0.6_fpn_tiny-synthetic.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small inputs gain nothing from intra-op threads, and OpenMP threads crawl on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _backbone(arch: str = "m0_6", **kwargs) -> RepViTBackbone:
     return randomize_batchnorm(RepViTBackbone(arch, **kwargs))

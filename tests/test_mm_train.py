@@ -24,14 +24,6 @@ TINY_DET = str(ROOT / "configs/tests/mask-rcnn_repvit-m0.6_fpn_tiny-synthetic.py
 TINY_SEG = str(ROOT / "configs/tests/fpn_repvit-m0.6_tiny-synthetic.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and OpenMP threads crawl on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_data(tmp_path_factory):
