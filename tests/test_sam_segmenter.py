@@ -198,3 +198,4 @@ def test_more_bad_inputs(sam):
     assert masks.shape == (1, 200, 300)
     with pytest.raises(ValueError, match="backend"):
         SamSegmenter(copy.deepcopy(sam), backend="tensorrt")
+

@@ -30,6 +30,13 @@ def image_key(image: np.ndarray, image_format: str = "RGB") -> str:
     return digest.hexdigest()
 
 
+def _rows(tensor: torch.Tensor | None, start: int, count: int, batch: int) -> torch.Tensor | None:
+    """Rows ``start:start+count`` of a per-prompt tensor; shared tensors (batch 1) as they are."""
+    if tensor is None or tensor.shape[0] != batch:
+        return tensor
+    return tensor[start:start + count]
+
+
 class FastSamPredictor(SamPredictor):
     """A ``SamPredictor`` that remembers embeddings and decodes many prompts cheaply.
 
@@ -86,6 +93,10 @@ class FastSamPredictor(SamPredictor):
         self.features = self.features.contiguous()  # a channels_last encoder hands back NHWC strides
         self.image_key = None
 
+    def has_cached(self, key: str) -> bool:
+        """Whether the embedding of the image with this :func:`image_key` is remembered."""
+        return key in self._cache
+
     def clear_cache(self) -> None:
         """Forget every remembered embedding (the current image stays set)."""
         self._cache.clear()
@@ -137,10 +148,8 @@ class FastSamPredictor(SamPredictor):
         step = self._chunk()
         outputs = []
         for start in range(0, batch, step):
-            part = slice(start, start + step)
-            pick = lambda t: None if t is None else (t[part] if t.shape[0] == batch else t)  # noqa: E731
-            low, iou = self._decode(pick(point_coords), pick(point_labels), pick(boxes), pick(mask_input),
-                                    multimask_output)
+            part = [_rows(t, start, step, batch) for t in (point_coords, point_labels, boxes, mask_input)]
+            low, iou = self._decode(*part, multimask_output)
             if best_only and low.shape[1] > 1:
                 best = iou.argmax(dim=1)
                 rows = torch.arange(low.shape[0], device=low.device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,6 +42,7 @@ def _cached_onnx(sam: nn.Module, kind: str) -> Path:
     size = sam.image_encoder.img_size
     path = cache_dir() / "onnx" / f"sam_{kind}_{size}_{_weights_digest(part)}.onnx"
     if not path.is_file():
+        print(f"exporting the SAM {kind} to {path} (once; this takes up to a minute)", file=sys.stderr, flush=True)
         (export_encoder if kind == "encoder" else export_decoder)(sam, path)
     return path
 
@@ -141,7 +143,7 @@ class SamSegmenter:
         """Whether ``image``'s embedding is cached (``set_image`` will then be instant)."""
         from .predictor import image_key
 
-        return image_key(check_image(image)) in self.predictor._cache
+        return self.predictor.has_cached(image_key(check_image(image)))
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current embedding, ``1 x 256 x 64 x 64`` at 1024."""
