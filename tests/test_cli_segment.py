@@ -85,6 +85,29 @@ def test_rerun_with_other_settings_is_refused(photo_folder, models, tmp_path, ca
     assert "other settings" in capsys.readouterr().err
 
 
+def test_int8_onnx_encoder_gives_nearly_the_same_masks(models, tmp_path):
+    """export_onnx.py --quantize, then segment with --sam-encoder-onnx: the float run's instances, close masks."""
+    import runpy
+
+    from pycocotools.coco import COCO
+
+    pytest.importorskip("onnxruntime")
+    export = runpy.run_path(str(PHOTOS.parents[1] / "tools" / "export_onnx.py"), run_name="tool")["main"]
+    assert export(["--checkpoint", str(models["sam"]), "--arch", "m0_6", "--img-size", "256", "--encoder-only",
+                   "--quantize", "--output-dir", str(tmp_path / "onnx"), "--name", "tiny"]) == 0
+    photo = PHOTOS / "chelsea.jpg"
+    assert cli_main(_args([photo], tmp_path / "float", models, "--coco")) == 0
+    assert cli_main(_args([photo], tmp_path / "int8", models, "--coco", "--sam-encoder-onnx",
+                          str(tmp_path / "onnx" / "tiny_encoder.int8.onnx"))) == 0
+    runs = [COCO(str(tmp_path / run / "annotations.json")) for run in ("float", "int8")]
+    float_anns, int8_anns = (coco.loadAnns(coco.getAnnIds()) for coco in runs)
+    assert len(float_anns) == len(int8_anns) > 0  # same detector boxes: one mask each
+    for a, b in zip(float_anns, int8_anns):
+        ma, mb = runs[0].annToMask(a).astype(bool), runs[1].annToMask(b).astype(bool)
+        assert a["bbox"] == b["bbox"] and (ma & mb).sum() / max((ma | mb).sum(), 1) > 0.8
+    assert json.loads((tmp_path / "int8" / "run.json").read_text())["sam_encoder_onnx"].endswith("int8.onnx")
+
+
 def test_missing_weights_say_where_to_put_them(photo_folder, tmp_path, capsys):
     code = cli_main(["segment", str(photo_folder / "chelsea.jpg"), "--prompt", "a cat.", "--out", str(tmp_path / "o"),
                      "--detector-model", str(tmp_path / "no_such_model"), "--no-progress"])

@@ -38,8 +38,9 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
     torch.save(small_sam().state_dict(), root / "sam.pt")
     code = _tool("export_onnx.py")(["--checkpoint", str(root / "sam.pt"), "--arch", SMALL["arch"], "--img-size",
-                                    str(SMALL["img_size"]), "--output-dir", str(root), "--name", "small", "--check"])
-    assert code == 0
+                                    str(SMALL["img_size"]), "--output-dir", str(root), "--name", "small", "--check",
+                                    "--quantize"])  # int8 calibrated on the demo images
+    assert code == 0 and (root / "small_encoder.int8.onnx").is_file()
     return root / "sam.pt", root / "small_encoder.onnx", root / "small_decoder.onnx"
 
 
@@ -116,16 +117,39 @@ def test_onnxruntime_backend_exports_once_into_the_cache(sam):
     assert files[0].stat().st_mtime_ns == stamp and segmenter.model.image_encoder.path == files[0]
 
 
-def test_int8_encoder_runs_close(sam, exported, tmp_path):
-    from repvit_plugins.sam.onnx_export import quantize_int8
+def test_static_int8_encoder_is_close_and_keeps_stem_and_neck_float(sam, exported, tmp_path):
+    import onnx
 
-    path = quantize_int8(exported[1], tmp_path / "int8.onnx")
-    image = torch.randn(1, 3, 256, 256)
+    from repvit_plugins.sam.quantize import encoder_inputs, quantize_encoder_int8
+
+    path = quantize_encoder_int8(exported[1], tmp_path / "int8.onnx", [synthetic_image(seed=s) for s in (1, 2, 3)])
+    graph = onnx.load(str(path)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized = [n.input[1] in dequantized for n in convs]  # weights read through DequantizeLinear
+    assert quantized[0] is False and quantized[-2:] == [False, False] and all(quantized[1:-2])
+    assert not list(tmp_path.glob("*.part"))
+    held_out = torch.from_numpy(encoder_inputs([synthetic_image(seed=7)], 256)[0])
     with torch.no_grad():
-        reference = sam.image_encoder(image)
-    out = OrtImageEncoder(path, 256)(image)
-    cosine = torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), dim=0)
-    assert out.shape == reference.shape and cosine > 0.9
+        reference = sam.image_encoder(held_out)
+    out = OrtImageEncoder(path, 256)(held_out)
+    error = float((out - reference).abs().mean() / reference.std())
+    print(f"int8 embedding error {error:.3e}")
+    assert 1e-4 < error < 0.1  # really quantized, and close
+    with pytest.raises(ValueError, match="at least one image"):
+        quantize_encoder_int8(exported[1], tmp_path / "none.onnx", [])
+
+
+def test_encoder_inputs_match_sam_preprocessing(sam):
+    from segment_anything import SamPredictor
+
+    from repvit_plugins.sam.quantize import encoder_inputs
+
+    image = synthetic_image()
+    predictor = SamPredictor(sam)
+    transformed = predictor.transform.apply_image(image)
+    expected = sam.preprocess(torch.as_tensor(transformed).permute(2, 0, 1)[None].float())
+    assert torch.allclose(torch.from_numpy(encoder_inputs([image], 256)[0]), expected, atol=1e-5)
 
 
 @pytest.mark.skipif(find_spec("coremltools") is not None, reason="coremltools is installed")
@@ -141,3 +165,22 @@ def test_coreml_conversion(tmp_path, exported):
                                       str(SMALL["img_size"]), "--output-dir", str(tmp_path), "--precision", "fp32"])
     assert code == 0 and (tmp_path / "repvit_sam_encoder.mlpackage").exists()
     assert (tmp_path / "repvit_sam_decoder.mlpackage").exists()
+
+
+@pytest.mark.slow
+def test_benchmark_sam_smoke_run(tmp_path, capsys):
+    """tools/benchmark_sam.py end to end on a tiny model: every path measured, ratios and the compute floor printed."""
+    import json
+
+    code = _tool("benchmark_sam.py")(["--quick", "--arch", SMALL["arch"], "--img-size", str(SMALL["img_size"]),
+                                      "--iters", "1", "--decoder-iters", "1", "--boxes", "2",
+                                      "--work-dir", str(tmp_path), "--json", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "compute floor" in printed and "best float RepViT-SAM path" in printed
+    results = json.loads((tmp_path / "bench.json").read_text())["results"]["mallopt"]
+    assert results["_tuned"] and results["_macs"] > 0 and results["_gemm_gflops"] > 0
+    for name in ("unfused eager", "fused", "fused + channels_last", "onnxruntime (fused)", "onnxruntime int8"):
+        assert results[f"encoder: {name}"]["s"] > 0
+    assert results["encoder: onnxruntime (fused)"]["mask_iou"] > 0.999
+    assert 0.5 < results["encoder: onnxruntime int8"]["mask_iou"] <= 1.0
+    assert results["decoder fast: 2 boxes, one call"]["per_box"] > 0

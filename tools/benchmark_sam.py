@@ -2,9 +2,11 @@
 """CPU latency of RepViT-SAM, measured in one run on one machine (1024x1024, batch 1, random weights).
 
 Encoder: unfused eager, fused, fused + channels_last, fused + channels_last +
-torch.compile (with its one-off compile time), onnxruntime, onnxruntime int8
-(with its embedding error) and segment_anything's SAM ViT-B as the outside
-reference. Decoder (prompt encoder + mask decoder + upscaling to the image, as
+torch.compile (with its one-off compile time), onnxruntime, onnxruntime static
+int8 (calibrated on two demo photographs; its embedding error and the IoU of its
+box masks with the float ones, on a third photograph) and segment_anything's
+SAM ViT-B as the outside reference. The encoder input is a real photograph
+(demo/images/chelsea.jpg) preprocessed as SamPredictor does. Decoder (prompt encoder + mask decoder + upscaling to the image, as
 ``predict_torch``): 1 box, 16 boxes in one call, 16 separate calls, for
 segment_anything's decoder, the fast decoder and the onnxruntime decoder.
 
@@ -13,6 +15,11 @@ comes), ``mallopt`` (repvit_plugins.runtime.tune_allocator() at start-up) and
 ``env`` (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000). Times are
 medians over repeated runs after warm-up. The ONNX files are exported once, up
 front, into --work-dir.
+
+To read the ratios: the encoder is 95% 1x1 convolutions (about 113 GMACs at
+1024), so on a small CPU the float paths are bounded by its GEMM throughput. The
+report prints the encoder's MACs, the machine's measured float32 GEMM rate and
+the time floor they imply.
 
   python tools/benchmark_sam.py                  # everything, 3 allocator settings (about 10-15 min on 2 cores)
   python tools/benchmark_sam.py --quick          # a short smoke run (tuned allocator only)
@@ -29,8 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
+INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
 MODES = ("default", "mallopt", "env")
 ENV_TUNING = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 SKIPPABLE = ("compile", "onnx", "int8", "vit_b")
@@ -78,15 +88,68 @@ def median_latency(fn, iters: int, warmup: int) -> float:
     return statistics.median(times)
 
 
+def _demo_photos() -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """(timed input photograph, calibration photographs) from demo/images, or (None, []) without them."""
+    from repvit_plugins.io import iter_image_paths, load_image
+
+    if not (DEMO_IMAGES / INPUT_IMAGE).is_file():
+        return None, []
+    others = [p for p in iter_image_paths([DEMO_IMAGES]) if p.name != INPUT_IMAGE]
+    return load_image(DEMO_IMAGES / INPUT_IMAGE), [load_image(p) for p in others]
+
+
+def encoder_input(img_size: int) -> torch.Tensor:
+    """The preprocessed demo photograph (a random tensor when demo/images is missing)."""
+    from repvit_plugins.sam.quantize import encoder_inputs
+
+    photo, _ = _demo_photos()
+    if photo is None:
+        return torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    return torch.from_numpy(encoder_inputs([photo], img_size)[0])
+
+
+def benchmark_boxes(args) -> torch.Tensor:
+    """``args.boxes`` random xyxy boxes in the encoder frame, each at least 10% wide."""
+    gen = torch.Generator().manual_seed(0)
+    corners = torch.sort(torch.rand(args.boxes, 2, 2, generator=gen) * args.img_size * 0.9, dim=1).values
+    return (corners + torch.tensor([0.0, args.img_size * 0.1])[:, None]).reshape(-1, 4)
+
+
+def box_mask_iou(sam, embedding: torch.Tensor, reference: torch.Tensor, boxes: torch.Tensor) -> float:
+    """Mean IoU of the single-mask outputs for ``boxes`` decoded from two embeddings of one image."""
+    from segment_anything import SamPredictor
+
+    predictor = SamPredictor(sam)
+    predictor.is_image_set = True
+    predictor.original_size = predictor.input_size = (sam.image_encoder.img_size,) * 2
+    masks = []
+    for features in (embedding, reference):
+        predictor.features = features
+        masks.append(predictor.predict_torch(None, None, boxes, None, False)[0][:, 0].flatten(1))
+    inter = (masks[0] & masks[1]).sum(1).float()
+    union = (masks[0] | masks[1]).sum(1).float().clamp_min(1)
+    return float((inter / union).mean())
+
+
+def gemm_gflops(threads: int, size: int = 2048, iters: int = 5) -> float:
+    """Measured float32 GEMM rate (GFLOP/s) of this machine with ``threads`` threads: the float encoder's ceiling."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = median_latency(lambda: a @ b, iters, 2)
+    return 2 * size**3 / seconds / 1e9
+
+
 def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
     import copy
 
+    from repvit_plugins.complexity import count_macs
     from repvit_plugins.models import build_repvit_sam, reparameterize
 
     results = {}
     torch.manual_seed(0)
     sam = build_repvit_sam(arch=args.arch, img_size=args.img_size)
     encoder = sam.image_encoder
+    results["_macs"] = count_macs(reparameterize(copy.deepcopy(encoder)), tuple(image.shape))
+    results["_gemm_gflops"] = gemm_gflops(args.threads)
     run = lambda model, x: (lambda: model(x))  # noqa: E731
     with torch.inference_mode():
         reference = encoder(image)
@@ -116,7 +179,8 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
             ort_encoder = OrtImageEncoder(paths[key], args.img_size, args.threads)
             out = ort_encoder(image)
             error = float((out - reference).abs().mean() / reference.std())
-            results[name] = {"s": median_latency(run(ort_encoder, image), args.iters, args.warmup), "error": error}
+            results[name] = {"s": median_latency(run(ort_encoder, image), args.iters, args.warmup), "error": error,
+                             "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args))}
     if "vit_b" not in args.skip and args.img_size == 1024:
         from segment_anything import build_sam_vit_b
 
@@ -137,9 +201,7 @@ def _decoder_results(args, paths: dict) -> dict:
     sam = build_repvit_sam(arch=args.arch, img_size=args.img_size)
     grid = args.img_size // 16
     embedding = torch.randn(1, 256, grid, grid)
-    gen = torch.Generator().manual_seed(0)
-    corners = torch.sort(torch.rand(args.boxes, 2, 2, generator=gen) * args.img_size * 0.9, dim=1).values
-    boxes = (corners + torch.tensor([0.0, args.img_size * 0.1])[:, None]).reshape(-1, 4)  # x1 > x0 + 10%
+    boxes = benchmark_boxes(args)
     predictors = {"segment_anything": SamPredictor(sam), "fast": FastSamPredictor(sam, decoder="fast")}
     if "onnx" not in args.skip and "decoder" in paths:
         from repvit_plugins.sam.ort_backend import OrtPromptDecoder
@@ -169,7 +231,7 @@ def child(args) -> dict:
     tuned = tune_allocator() if args.child == "mallopt" else args.child == "env"
     torch.set_num_threads(args.threads)
     paths = json.loads(os.environ.get("REPVIT_BENCH_PATHS", "{}"))
-    image = torch.randn(1, 3, args.img_size, args.img_size, generator=torch.Generator().manual_seed(0))
+    image = encoder_input(args.img_size)
     results = {"_mode": args.child, "_tuned": tuned, "_threads": torch.get_num_threads(),
                "_load_before": os.getloadavg()[0]}
     results.update(_encoder_results(args, image, paths))
@@ -181,7 +243,8 @@ def child(args) -> dict:
 # -- orchestration (parent process) ----------------------------------------------------------------
 def export_models(args, work: Path) -> dict:
     from repvit_plugins.models import build_repvit_sam
-    from repvit_plugins.sam.onnx_export import export_decoder, export_encoder, quantize_int8
+    from repvit_plugins.sam.onnx_export import export_decoder, export_encoder
+    from repvit_plugins.sam.quantize import quantize_encoder_int8
 
     paths, timings = {}, {}
     if "onnx" in args.skip:
@@ -199,10 +262,13 @@ def export_models(args, work: Path) -> dict:
             timings[f"export {key}"] = time.perf_counter() - start
             print(f"exported the {key} in {timings[f'export {key}']:.1f} s", flush=True)
         paths[key] = str(path)
+    calibration = _demo_photos()[1] or [np.random.default_rng(i).integers(0, 256, (480, 640, 3), np.uint8)
+                                        for i in range(2)]
     if "int8" not in args.skip:
         start = time.perf_counter()
-        paths["int8"] = str(quantize_int8(paths["encoder"], work / f"{stem}_encoder.int8.onnx"))
-        timings["quantize encoder"] = time.perf_counter() - start
+        int8 = quantize_encoder_int8(paths["encoder"], work / f"{stem}_encoder.int8.onnx", calibration)
+        paths["int8"] = str(int8)
+        timings["quantize encoder (static int8)"] = time.perf_counter() - start
     return {"paths": paths, "timings": timings}
 
 
@@ -257,9 +323,15 @@ def report(results: dict[str, dict], args, exports: dict) -> None:
                     extra += f", one-off compile {r[name]['compile_s']:.1f} s"
                 if "error" in r[name]:
                     extra += f", embedding error {r[name]['error']:.1e} (mean abs / std)"
+                if "mask_iou" in r[name]:
+                    extra += f", box-mask IoU with float {r[name]['mask_iou']:.3f}"
                 print(f"  {name[9:]}: {base / r[name]['s']:.2f}x{extra}")
-        best = min((r[n]["s"], n) for n in names if n.startswith("encoder") and "ViT-B" not in n)
-        print(f"  best RepViT-SAM path: {best[1][9:]} {base / best[0]:.2f}x")
+        best = _best_float_path(r, names)
+        print(f"  best float RepViT-SAM path: {best[1][9:]} {base / best[0]:.2f}x")
+        floor = 2 * r["_macs"] / (r["_gemm_gflops"] * 1e9)
+        print(f"  compute floor: {r['_macs'] / 1e9:.0f} GMACs at this machine's {r['_gemm_gflops']:.0f} GFLOP/s "
+              f"float32 GEMM = {_fmt(floor)}; the best float path runs at {floor / best[0]:.0%} of it, "
+              f"unfused eager at {floor / base:.0%}")
         n = args.boxes
         for dec in ("segment_anything", "fast", "onnxruntime"):
             key = f"decoder {dec}: {n} boxes, one call"
@@ -274,6 +346,16 @@ def report(results: dict[str, dict], args, exports: dict) -> None:
                 print(f"  per-box cost, {dec} in one call vs segment_anything one box at a time: "
                       f"{ref / r[key]['per_box']:.2f}x lower")
     if "default" in results and len(modes) > 1:
+        base = results["default"]["encoder: unfused eager"]["s"]
+        print("\nplain unfused eager (default allocator) vs the project's path (tuned allocator, as its entry points "
+              "run):")
+        for mode in modes[1:]:
+            best = _best_float_path(results[mode], names)
+            int8 = results[mode].get("encoder: onnxruntime int8")
+            line = f"  {mode}: best float path {best[1][9:]} {base / best[0]:.2f}x"
+            if int8:
+                line += f"; int8 {base / int8['s']:.2f}x"
+            print(line + " (across processes: default-allocator times vary between processes)")
         print("\nallocator: default time / tuned time (>1: tuning helps)")
         for mode in modes:
             if mode != "default":
@@ -281,6 +363,10 @@ def report(results: dict[str, dict], args, exports: dict) -> None:
                 print(f"  {mode}: median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x")
     for name, seconds in exports["timings"].items():
         print(f"{name}: {seconds:.1f} s")
+
+
+def _best_float_path(r: dict, names: list[str]) -> tuple[float, str]:
+    return min((r[n]["s"], n) for n in names if n.startswith("encoder") and "ViT-B" not in n and "int8" not in n)
 
 
 def main(argv=None) -> int:

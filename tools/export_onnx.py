@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,8 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parts.add_argument("--decoder-only", action="store_true", help="export only the prompt encoder + mask decoder")
     parser.add_argument("--no-fuse", action="store_true", help="export the encoder without fusing Conv-BN/RepVGG "
                                                               "branches (same outputs, slower)")
-    parser.add_argument("--quantize", action="store_true", help="also write <name>_encoder.int8.onnx (dynamic int8 "
-                                                               "weights) and print its embedding error")
+    parser.add_argument("--quantize", action="store_true",
+                        help="also write <name>_encoder.int8.onnx (static int8, calibrated on --calibration-images) "
+                             "and print its embedding error on the first calibration image")
+    parser.add_argument("--calibration-images", nargs="+", default=[str(DEMO_IMAGES)],
+                        help="images, folders or globs whose activations set the int8 ranges; use a few images "
+                             "like the ones you will segment (default: demo/images)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on random inputs; "
                                                             "exit 1 above 1e-4 relative error")
@@ -58,11 +64,13 @@ def embedding_error(ours, reference) -> float:
     return float((ours - reference).abs().mean() / reference.std())
 
 
-def check_encoder(sam, path: Path, measure=relative_error) -> float:
+def check_encoder(sam, path: Path, measure=relative_error, image: torch.Tensor | None = None) -> float:
+    """``measure`` between onnxruntime and PyTorch on ``image`` (default: a random input)."""
     from repvit_plugins.sam.ort_backend import OrtImageEncoder
 
     size = sam.image_encoder.img_size
-    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    if image is None:
+        image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = sam.image_encoder(image)
     return measure(OrtImageEncoder(path, size)(image), reference)
@@ -88,7 +96,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from repvit_plugins.models import build_repvit_sam
     from repvit_plugins.runtime import tune_allocator
-    from repvit_plugins.sam.onnx_export import export_decoder, export_encoder, quantize_int8
+    from repvit_plugins.io import iter_image_paths, load_image
+    from repvit_plugins.sam.onnx_export import export_decoder, export_encoder
+    from repvit_plugins.sam.quantize import encoder_inputs, quantize_encoder_int8
 
     tune_allocator()
     sam = build_repvit_sam(None if args.random_weights else args.checkpoint, arch=args.arch, img_size=args.img_size)
@@ -101,9 +111,13 @@ def main(argv=None) -> int:
         print(f"encoder -> {path} ({time.perf_counter() - start:.1f} s)")
         written.append(("encoder", path))
         if args.quantize:
-            qpath = quantize_int8(path, out / f"{args.name}_encoder.int8.onnx")
-            error = check_encoder(sam, qpath, embedding_error)
-            print(f"int8 encoder -> {qpath} (mean abs error {error:.2e} of the embedding std)")
+            images = [load_image(p) for p in iter_image_paths(args.calibration_images)]
+            start = time.perf_counter()
+            qpath = quantize_encoder_int8(path, out / f"{args.name}_encoder.int8.onnx", images)
+            first = torch.from_numpy(encoder_inputs(images[:1], args.img_size)[0])
+            error = check_encoder(sam, qpath, embedding_error, first)
+            print(f"int8 encoder -> {qpath} ({time.perf_counter() - start:.1f} s, calibrated on {len(images)} "
+                  f"images; mean abs error {error:.2e} of the embedding std)")
     if not args.encoder_only:
         start = time.perf_counter()
         path = export_decoder(sam, out / f"{args.name}_decoder.onnx", opset=args.opset, verbose=args.verbose)

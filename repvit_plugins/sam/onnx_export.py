@@ -25,7 +25,7 @@ from torch import nn
 
 __all__ = [
     "ENCODER_INPUTS", "ENCODER_OUTPUTS", "DECODER_INPUTS", "DECODER_OUTPUTS",
-    "PromptDecoder", "fused_encoder", "export_encoder", "export_decoder", "quantize_int8", "decoder_feeds",
+    "PromptDecoder", "fused_encoder", "export_encoder", "export_decoder", "decoder_feeds",
 ]
 
 ENCODER_INPUTS = ["image"]
@@ -156,22 +156,3 @@ def export_decoder(sam: nn.Module, path: str | os.PathLike, *, opset: int | None
     dynamic = {"image_embeddings": None, "point_coords": {0: batch, 1: count}, "point_labels": {0: batch, 1: count},
                "mask_input": {0: batch}, "has_mask_input": None}
     return _export(decoder, example, path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset, verbose)
-
-
-def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Dynamic int8 quantization of an ONNX model's weights (``onnxruntime.quantization``)."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    dst = Path(dst)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint through the root logger
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-    return dst
