@@ -29,6 +29,13 @@ class DetectorLoadError(RuntimeError):
     """A detector's model, weights or text encoder could not be loaded; the message says what to fetch."""
 
 
+def load_error(what: str, err: BaseException, hint: str) -> DetectorLoadError:
+    """``DetectorLoadError``: "could not <what>: <first line of err>", then ``hint`` (what to do next)."""
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
+    return DetectorLoadError(f"could not {what}: {reason}\n{hint}")
+
+
 def select_detections(xyxy: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor, *,
                       nms: str | None = "class", nms_iou: float = 0.5,
                       max_detections: int | None = 100) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .detector import DetectorLoadError, GroundingDetector
+from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 
 __all__ = ["DEFAULT_HF_MODEL", "HFGroundingDetector"]
@@ -63,9 +63,7 @@ class HFGroundingDetector(GroundingDetector):
             self.processor = AutoProcessor.from_pretrained(source)
             self.model = GroundingDinoForObjectDetection.from_pretrained(source)
         except (OSError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DetectorLoadError(f"could not load the Grounding DINO model {model!r}: {reason}\n"
-                                    f"{_download_hint(str(model))}") from err
+            raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
         self.model.eval().to(self.device)
         self.name = str(model)
         self.max_text_len = int(self.model.config.max_text_len)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
-from .detector import DetectorLoadError, Found, GroundingDetector
+from .detector import DetectorLoadError, Found, GroundingDetector, load_error
 from .prompts import PromptChunk, class_text
 
 __all__ = ["MMDetGroundingDetector"]
@@ -98,9 +98,8 @@ class MMDetGroundingDetector(GroundingDetector):
                 warnings.simplefilter("ignore")
                 return MODELS.build(cfg.model)
         except (OSError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DetectorLoadError(f"could not build the mmdet Grounding DINO (text encoder "
-                                    f"{cfg.model.language_model.name!r}): {reason}\n{_BERT_HINT}") from err
+            raise load_error(f"build the mmdet Grounding DINO (text encoder {cfg.model.language_model.name!r})", err,
+                             _BERT_HINT) from err
 
     @property
     def tokenizer(self) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
-from .detector import DetectorLoadError, GroundingDetector
+from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 
 __all__ = ["DEFAULT_CHECKPOINT", "OriginalGroundingDetector", "default_config"]
@@ -98,9 +98,7 @@ class OriginalGroundingDetector(GroundingDetector):
                 warnings.simplefilter("ignore")
                 return build_model(args)
         except (OSError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DetectorLoadError(f"could not load the text encoder {args.text_encoder_type!r}: {reason}\n"
-                                    f"{_BERT_HINT}") from err
+            raise load_error(f"load the text encoder {args.text_encoder_type!r}", err, _BERT_HINT) from err
 
     @property
     def tokenizer(self) -> Any:
