@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from mmengine.config import DictAction
 
-from repvit_plugins.mm.runner import build_runner, load_config, prepare_test
+from repvit_plugins.mm.runner import build_runner, load_config, parse_with_launcher, prepare_test
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,13 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                            "(mmseg configs: under <show-dir>/vis_data/vis_image)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config entries, e.g. test_dataloader.dataset.data_root=data/coco/")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher; tools/dist_test.sh passes 'pytorch' (torchrun)")
-    parser.add_argument("--local-rank", "--local_rank", type=int, default=0,
-                        help="set by old-style launchers; torchrun uses the LOCAL_RANK variable instead")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    return parse_with_launcher(parser, argv, "tools/dist_test.sh")
 
 
 def _plain(value):

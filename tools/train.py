@@ -12,11 +12,10 @@ configs, ``mmseg`` for Semantic FPN, or a project's own scope). Examples:
 from __future__ import annotations
 
 import argparse
-import os
 
 from mmengine.config import DictAction
 
-from repvit_plugins.mm.runner import build_runner, load_config, prepare_train
+from repvit_plugins.mm.runner import build_runner, load_config, parse_with_launcher, prepare_train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,13 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config entries, e.g. train_dataloader.batch_size=4 "
                              "model.backbone.init_cfg.checkpoint=path/to/imagenet.pth")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher; tools/dist_train.sh passes 'pytorch' (torchrun)")
-    parser.add_argument("--local-rank", "--local_rank", type=int, default=0,
-                        help="set by old-style launchers; torchrun uses the LOCAL_RANK variable instead")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    return parse_with_launcher(parser, argv, "tools/dist_train.sh")
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ small table with a generic fallback.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from mmengine.runner import Runner
 
 from . import register_safe_globals
 
-__all__ = ["load_config", "prepare_train", "prepare_test", "build_runner"]
+__all__ = ["parse_with_launcher", "load_config", "prepare_train", "prepare_test", "build_runner"]
 
 # what differs between scopes; any other scope gets _GENERIC
 _GENERIC = dict(dumper="DumpResults", show_dir_key=None, show_hook={})
@@ -29,6 +30,17 @@ _SCOPE_TRAITS = {
     "mmdet": dict(dumper="DumpDetResults", show_dir_key="test_out_dir", show_hook={}),
     "mmseg": dict(dumper="DumpResults", show_dir_key=None, show_hook=dict(interval=1)),  # default: every 50th
 }
+
+
+def parse_with_launcher(parser: argparse.ArgumentParser, argv: list[str] | None, dist_script: str) -> argparse.Namespace:
+    """Add ``--launcher`` / ``--local-rank`` (set by ``dist_script``), parse ``argv`` and export ``LOCAL_RANK``."""
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                        help=f"job launcher; {dist_script} passes 'pytorch' (torchrun)")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0,
+                        help="set by old-style launchers; torchrun uses the LOCAL_RANK variable instead")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
 
 
 def load_config(config: str | os.PathLike, *, work_dir: str | None = None, cfg_options: dict | None = None,
