@@ -167,6 +167,36 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert "Iter(val) [2/2]" in text and "mIoU" in text  # each process evaluated half of the four images
 
 
+def test_finished_distributed_worker_flushes_and_exits_cleanly(tmp_path):
+    """finish_distributed_worker(): group destroyed, logs and stdout flushed, exit 0, no interpreter teardown.
+
+    A one-process gloo group (torchrun's env:// variables) runs DDP backward passes and a barrier, the
+    collectives whose late release by gloo's threads used to abort workers at exit.
+    """
+    script = f"""
+import logging, sys, torch, torch.distributed as dist
+from repvit_plugins.mm.runner import finish_distributed_worker
+finish_distributed_worker()  # no group yet: returns
+handler = logging.FileHandler({str(tmp_path / "run.log")!r})
+logging.getLogger("run").addHandler(handler)
+dist.init_process_group("gloo")
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))
+for _ in range(2):
+    model(torch.randn(2, 4)).sum().backward()
+dist.barrier()
+logging.getLogger("run").warning("trained")
+sys.stdout.write("done")  # no newline: still buffered
+finish_distributed_worker()
+print("never reached")
+"""
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == "done"
+    assert (tmp_path / "run.log").read_text() == "trained\n"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["det", "seg"])
 def test_image_demo_saves_a_visualisation(task, trained_detector, trained_segmentor, tiny_data, tmp_path):

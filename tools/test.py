@@ -15,7 +15,8 @@ import json
 
 from mmengine.config import DictAction
 
-from repvit_plugins.mm.runner import build_runner, load_config, parse_with_launcher, prepare_test
+from repvit_plugins.mm.runner import (build_runner, finish_distributed_worker, load_config, parse_with_launcher,
+                                      prepare_test)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,3 +56,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     main()
+    finish_distributed_worker()

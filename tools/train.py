@@ -15,7 +15,8 @@ import argparse
 
 from mmengine.config import DictAction
 
-from repvit_plugins.mm.runner import build_runner, load_config, parse_with_launcher, prepare_train
+from repvit_plugins.mm.runner import (build_runner, finish_distributed_worker, load_config, parse_with_launcher,
+                                      prepare_train)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,3 +51,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    finish_distributed_worker()

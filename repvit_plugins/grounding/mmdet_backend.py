@@ -7,8 +7,6 @@ whole classes that fit the text encoder, and NMS / ``max_detections`` are shared
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
+from ..quiet import quietly
 from .detector import DetectorLoadError, Found, GroundingDetector, load_error
 from .prompts import PromptChunk, class_text
 
@@ -94,8 +93,7 @@ class MMDetGroundingDetector(GroundingDetector):
         from mmdet.registry import MODELS
 
         try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quietly():
                 return MODELS.build(cfg.model)
         except (OSError, ValueError) as err:
             raise load_error(f"build the mmdet Grounding DINO (text encoder {cfg.model.language_model.name!r})", err,

@@ -6,8 +6,6 @@ BERT is read from ``text_encoder``, a local folder, so it works offline.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
+from ..quiet import quietly
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 
@@ -94,8 +93,7 @@ class OriginalGroundingDetector(GroundingDetector):
         from groundingdino.models import build_model
 
         try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quietly():
                 return build_model(args)
         except (OSError, ValueError) as err:
             raise load_error(f"load the text encoder {args.text_encoder_type!r}", err, _BERT_HINT) from err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from mmengine.runner import Runner
 
 from . import register_safe_globals
 
-__all__ = ["parse_with_launcher", "load_config", "prepare_train", "prepare_test", "build_runner"]
+__all__ = ["parse_with_launcher", "load_config", "prepare_train", "prepare_test", "build_runner",
+           "finish_distributed_worker"]
 
 # what differs between scopes; any other scope gets _GENERIC
 _GENERIC = dict(dumper="DumpResults", show_dir_key=None, show_hook={})
@@ -156,3 +158,27 @@ def build_runner(cfg: Config) -> Any:
 
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+
+def finish_distributed_worker() -> None:
+    """End a worker process of a finished distributed run (``torchrun``); a no-op without a process group.
+
+    It destroys the process group, flushes the logs and standard streams, then
+    leaves with ``os._exit(0)`` instead of Python's interpreter teardown. gloo's
+    worker threads free finished collectives after the main thread has moved on,
+    and a freed work that holds a Python object (DDP's gradient all-reduces do)
+    takes the GIL; during teardown that ends the thread inside a C++ destructor:
+    ``terminate called without an active exception``, SIGABRT, and ``torchrun``
+    reports a failed run although everything finished. Call it only after success
+    and only from a script's ``__main__`` (it ends the process).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.destroy_process_group()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)

@@ -13,15 +13,14 @@ size stays outside the graph, exactly as ``SamPredictor`` does it.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..quiet import quietly
 
 __all__ = [
     "ENCODER_INPUTS", "ENCODER_OUTPUTS", "DECODER_INPUTS", "DECODER_OUTPUTS",
@@ -112,10 +111,8 @@ def _export(module: nn.Module, args: tuple, path: str | os.PathLike, input_names
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     try:
-        with quiet, warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with quietly(stdout=not verbose), torch.no_grad():
             torch.onnx.export(module.eval(), args, str(part), input_names=input_names, output_names=output_names,
                               dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, external_data=False,
                               verbose=verbose)

@@ -11,16 +11,14 @@ x86 CPUs; the static QDQ graph runs as ``QLinearConv`` with the integer kernels.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from ..quiet import quietly
 
 __all__ = ["encoder_inputs", "quantize_encoder_int8", "FLOAT_CONVS_AT_START", "FLOAT_CONVS_AT_END"]
 
@@ -50,20 +48,6 @@ def _encoder_input(model) -> tuple[str, int]:
     graph_input = model.graph.input[0]
     side = graph_input.type.tensor_type.shape.dim[-1].dim_value
     return graph_input.name, int(side)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization prints hints through stdout, warnings and the root logger."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike,
@@ -98,7 +82,7 @@ def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike,
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, _quiet():
+    with tempfile.TemporaryDirectory() as tmp, quietly(root_logger=True):
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         partial = dst.with_name(dst.name + ".part")  # same folder: the rename below is atomic
