@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repvit_plugins.compare import embedding_error
+
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
 MODES = ("default", "mallopt", "env")
@@ -159,7 +161,7 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
         fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
         image_cl = image.contiguous(memory_format=torch.channels_last)
         out = fused_cl(image_cl)
-        error = float((out - reference).abs().mean() / reference.std())
+        error = embedding_error(out, reference)
         results["encoder: fused + channels_last"] = {
             "s": median_latency(run(fused_cl, image_cl), args.iters, args.warmup), "error": error}
     if "compile" not in args.skip:
@@ -178,7 +180,7 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
                 continue
             ort_encoder = OrtImageEncoder(paths[key], args.img_size, args.threads)
             out = ort_encoder(image)
-            error = float((out - reference).abs().mean() / reference.std())
+            error = embedding_error(out, reference)
             results[name] = {"s": median_latency(run(ort_encoder, image), args.iters, args.warmup), "error": error,
                              "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args))}
     if "vit_b" not in args.skip and args.img_size == 1024:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from repvit_plugins.compare import embedding_error, relative_error
+
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 
 
@@ -50,18 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                             "exit 1 above 1e-4 relative error")
     parser.add_argument("--verbose", action="store_true", help="show the exporter's progress output")
     return parser.parse_args(argv)
-
-
-def relative_error(ours, reference) -> float:
-    """max |a - b| / max |b|."""
-    ours, reference = torch.as_tensor(ours), torch.as_tensor(reference)
-    return float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
-
-
-def embedding_error(ours, reference) -> float:
-    """mean |a - b| / std(b): the issue's measure for fused and quantized encoders."""
-    ours, reference = torch.as_tensor(ours), torch.as_tensor(reference)
-    return float((ours - reference).abs().mean() / reference.std())
 
 
 def check_encoder(sam, path: Path, measure=relative_error, image: torch.Tensor | None = None) -> float:

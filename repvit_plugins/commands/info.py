@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..complexity import count_macs, count_params
+    from ..compare import embedding_error
     from ..models import ARCHS, build_repvit, reparameterize
 
     print(f"{'model':<7}{'params':>9}{'fused':>9}{'MACs':>8}  {'det taps':<18}{'seg taps':<18}fused == unfused")
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             ref = model(x)
             fused = reparameterize(model)(x)
-        err = ((fused - ref).abs().mean() / ref.std()).item()
+        err = embedding_error(fused, ref)
         worst = max(worst, err)
         spec = ARCHS[arch]
         print(f"{arch:<7}{params / 1e6:>8.2f}M{count_params(model) / 1e6:>8.2f}M{count_macs(model) / 1e9:>7.2f}G"

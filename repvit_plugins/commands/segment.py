@@ -69,8 +69,8 @@ def _prompt_value(text: str):
 def settings_of(args: argparse.Namespace) -> dict:
     """Everything that changes results; a resumed run must match it."""
     keys = ["prompt", "detector", "detector_model", "detector_checkpoint", "box_threshold", "text_threshold",
-            "nms", "nms_iou", "max_detections", "sam_checkpoint", "sam_arch", "sam_image_size", "sam_encoder_onnx", "multimask",
-            "min_area", "fill_holes", "boxes_from_masks"]
+            "nms", "nms_iou", "max_detections", "sam_checkpoint", "sam_arch", "sam_image_size", "sam_encoder_onnx",
+            "multimask", "min_area", "fill_holes", "boxes_from_masks"]
     return {k: getattr(args, k) for k in keys}
 
 

@@ -160,7 +160,6 @@ def build_runner(cfg: Config) -> Any:
     return Runner.from_cfg(cfg)
 
 
-
 def finish_distributed_worker() -> None:
     """End a worker process of a finished distributed run (``torchrun``); a no-op without a process group.
 

@@ -71,8 +71,7 @@ def decoder_feeds(image_embeddings: torch.Tensor, point_coords: torch.Tensor | N
     Points come first, then the two box corners; without a box a padding point is
     appended, exactly as ``PromptEncoder`` does.
     """
-    batch = next(t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None) \
-        if any(t is not None for t in (point_coords, boxes, mask_input)) else 1
+    batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
     coords, labels = [], []
     if point_coords is not None:
         coords.append(point_coords.float())

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .predictor import FastSamPredictor
+from .predictor import DECODERS, FastSamPredictor, image_key
 from .prompts import PromptError, check_boxes, check_image, check_mask_input, check_points
 
 __all__ = ["SamSegmenter", "BACKENDS"]
@@ -78,8 +78,8 @@ class SamSegmenter:
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if decoder not in ("fast", "sam", "onnxruntime"):
-            raise ValueError(f"decoder must be 'fast', 'sam' or 'onnxruntime', got {decoder!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         if sam is None:
             sam = build_repvit_sam(checkpoint, device=device, arch=arch, img_size=img_size)
         elif checkpoint is not None:
@@ -141,8 +141,6 @@ class SamSegmenter:
 
     def has_embedding(self, image: np.ndarray) -> bool:
         """Whether ``image``'s embedding is cached (``set_image`` will then be instant)."""
-        from .predictor import image_key
-
         return self.predictor.has_cached(image_key(check_image(image)))
 
     def get_image_embedding(self) -> torch.Tensor:
