@@ -29,12 +29,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Path:
     """Draw the prediction; return the output path."""
-    from repvit_plugins.mm.inference import draw_prediction, load_model
+    from repvit_plugins.mm.inference import UnsupportedScopeError, draw_prediction, load_model
 
     args = parse_args(argv)
     if not Path(args.image).is_file():
         raise SystemExit(f"image {args.image} not found")
-    model = load_model(args.config, args.checkpoint, device=args.device, fuse=args.fuse)
+    try:
+        model = load_model(args.config, args.checkpoint, device=args.device, fuse=args.fuse)
+    except UnsupportedScopeError as err:
+        raise SystemExit(str(err)) from None
     draw_prediction(model, args.image, args.out_file, score_thr=args.score_thr, opacity=args.opacity)
     print(f"saved {args.out_file}")
     return Path(args.out_file)

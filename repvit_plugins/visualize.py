@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .detections import class_names
+
 
 def detection_labels(detections) -> list[str]:
-    names = detections.data.get("class_name")
-    if names is None:
-        names = [str(c) for c in detections.class_id]
+    """``"<class> <score>"`` per detection (just the class without scores)."""
+    names = class_names(detections)
     if detections.confidence is None:
-        return [str(n) for n in names]
+        return names
     return [f"{n} {c:.2f}" for n, c in zip(names, detections.confidence)]
 
 
@@ -29,6 +30,7 @@ def annotate(image: np.ndarray, detections, *, masks: bool = True, boxes: bool =
     if boxes:
         canvas = sv.BoxAnnotator(thickness=thickness, color_lookup=lookup).annotate(canvas, detections)
     if labels:
-        canvas = sv.LabelAnnotator(text_scale=scale, text_thickness=max(1, thickness // 2), color_lookup=lookup,
-                                   smart_position=True).annotate(canvas, detections, labels=detection_labels(detections))
+        annotator = sv.LabelAnnotator(text_scale=scale, text_thickness=max(1, thickness // 2), color_lookup=lookup,
+                                      smart_position=True)
+        canvas = annotator.annotate(canvas, detections, labels=detection_labels(detections))
     return np.ascontiguousarray(canvas[..., ::-1])

@@ -63,8 +63,13 @@ def make_tiny_hf_grounding_dino(tmp_dir: str | Path, *, seed: int = 0, num_queri
     Loadable offline with ``build_detector('hf', model=str(folder))``. Images are resized to a
     shortest edge of 64 pixels (longest at most 96).
     """
-    from transformers import (GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
-                              GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     folder = Path(tmp_dir) / "tiny-grounding-dino-hf"
     tokenizer = tiny_tokenizer(folder / "vocab")

@@ -6,6 +6,7 @@ import pytest
 
 from repvit_plugins.app import ClickState, DemoError, DemoModels, prepare_image, weights_status
 from repvit_plugins.app.services import run_click_mode, run_text_mode
+from repvit_plugins.options import ModelOptions, PipelineOptions
 
 
 def test_large_images_are_downscaled_with_a_note():
@@ -37,11 +38,13 @@ def test_click_state_builds_a_box_from_two_corners():
 def test_missing_weights_become_a_message_not_a_crash():
     from repvit_plugins.app import default_models
 
-    assert "repvit_sam.pt" in weights_status("repvit_sam")
-    models = default_models(sam_checkpoint="repvit_sam", detector_model="/nonexistent/model")
+    options = ModelOptions(sam_checkpoint="repvit_sam", detector_model="/nonexistent/model")
+    status = weights_status(options)
+    assert "repvit_sam.pt" in status and "/nonexistent/model" in status
+    models = default_models(options)
     prepared = prepare_image(np.zeros((32, 32, 3), np.uint8), 64)
     with pytest.raises(DemoError, match="could not be loaded"):
-        run_text_mode(models, prepared, "a cat.", 0.3, 0.25)
+        run_text_mode(models, prepared, "a cat.", PipelineOptions(box_threshold=0.3))
     state = ClickState()
     state.add(3, 3, "positive point")
     with pytest.raises(DemoError, match="repvit_sam.pt"):
@@ -51,4 +54,4 @@ def test_missing_weights_become_a_message_not_a_crash():
 def test_empty_prompt_is_explained():
     models = DemoModels(detector=object(), segmenter=object())
     with pytest.raises(DemoError, match="Type what to find"):
-        run_text_mode(models, prepare_image(np.zeros((8, 8, 3), np.uint8), 64), "  ", 0.3, 0.25)
+        run_text_mode(models, prepare_image(np.zeros((8, 8, 3), np.uint8), 64), "  ")

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from repvit_plugins import checkpoints as ckpt
+from repvit_plugins.checkpoint_io import CheckpointError, load_checkpoint_file
 from repvit_plugins.models import build_repvit
+from repvit_plugins.models.repvit_keys import official_to_timm
+from repvit_plugins.zoo import ZOO, ZooEntry, cache_dir, download, resolve_checkpoint
 
 from .conftest import randomize_batchnorm
 
@@ -35,7 +37,7 @@ def test_accepted_containers(tmp_path, reference, container):
         "model": {"model": state, "epoch": 300},
         "state_dict_backbone": {"state_dict": {**{f"backbone.{k}": v for k, v in state.items()},
                                                "neck.lateral_convs.0.conv.weight": torch.zeros(1)}},
-        "timm": ckpt.official_to_timm(state, "m0_9"),
+        "timm": official_to_timm(state, "m0_9"),
         "module_prefix": {"model": {f"module.{k}": v for k, v in state.items()}},
     }[container]
     path = tmp_path / "weights.pth"
@@ -60,7 +62,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path, reference):
     state["features.99.extra"] = torch.zeros(1)
     path = tmp_path / "broken.pth"
     torch.save(state, path)
-    with pytest.raises(ckpt.CheckpointError) as err:
+    with pytest.raises(CheckpointError) as err:
         build_repvit("m0_9", distillation=True, pretrained=str(path))
     assert "features.3.channel_mixer.m.0.c.weight" in str(err.value)
     assert "features.99.extra" in str(err.value)
@@ -69,7 +71,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path, reference):
 def test_wrong_arch_reports_shape_mismatch(tmp_path, reference):
     path = tmp_path / "m0_9.pth"
     torch.save(reference.state_dict(), path)
-    with pytest.raises(ckpt.CheckpointError, match="shape mismatches|missing keys"):
+    with pytest.raises(CheckpointError, match="shape mismatches|missing keys"):
         build_repvit("m1_1", distillation=True, pretrained=str(path))
 
 
@@ -85,27 +87,27 @@ def test_malicious_pickle_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"model": _Evil(marker)}, path)
-    with pytest.raises(ckpt.CheckpointError, match="arbitrary code"):
-        ckpt.load_checkpoint_file(path)
+    with pytest.raises(CheckpointError, match="arbitrary code"):
+        load_checkpoint_file(path)
     assert not marker.exists()
 
 
 def test_corrupt_file_is_a_clear_error(tmp_path):
     path = tmp_path / "truncated.pth"
     path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(ckpt.CheckpointError, match="not a readable"):
-        ckpt.load_checkpoint_file(path)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint_file(path)
 
 
 def test_unknown_name_lists_the_zoo():
-    with pytest.raises(ckpt.CheckpointError, match="repvit_sam"):
-        ckpt.resolve_checkpoint("no_such_model")
+    with pytest.raises(CheckpointError, match="repvit_sam"):
+        resolve_checkpoint("no_such_model")
 
 
 def test_zoo_names_every_official_file():
     expected = {"repvit_m0_6_distill_300e", "repvit_sam", "repvit_m1_1_coco", "repvit_m2_3_ade20k"}
     expected |= {f"repvit_{a}_distill_{e}" for a in ("m0_9", "m1_0", "m1_1", "m1_5", "m2_3") for e in ("300e", "450e")}
-    assert expected <= set(ckpt.ZOO)
+    assert expected <= set(ZOO)
 
 
 @pytest.fixture
@@ -127,36 +129,36 @@ def test_download_verifies_hash_and_caches(file_server, reference):
     root, base = file_server
     torch.save({"model": reference.state_dict()}, root / "tiny.pth")
     digest = hashlib.sha256((root / "tiny.pth").read_bytes()).hexdigest()
-    entry = ckpt.ZooEntry("tiny.pth", f"{base}/tiny.pth", "classification", "m0_9", sha256=digest)
-    path = ckpt.download(entry, progress=False)
-    assert path == ckpt.cache_dir() / "tiny.pth"
+    entry = ZooEntry("tiny.pth", f"{base}/tiny.pth", "classification", "m0_9", sha256=digest)
+    path = download(entry, progress=False)
+    assert path == cache_dir() / "tiny.pth"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     _assert_same_weights(build_repvit("m0_9", distillation=True, pretrained=str(path)), reference)
     (root / "tiny.pth").unlink()  # cached now: no second request
-    assert ckpt.download(entry, progress=False) == path
+    assert download(entry, progress=False) == path
 
 
 def test_download_with_bad_hash_leaves_nothing(file_server):
     root, base = file_server
     (root / "blob.pth").write_bytes(b"x" * 5000)
-    entry = ckpt.ZooEntry("blob.pth", f"{base}/blob.pth", "classification", sha256="0" * 64)
-    with pytest.raises(ckpt.CheckpointError, match="does not match"):
-        ckpt.download(entry, progress=False)
-    assert list(ckpt.cache_dir().iterdir()) == []
+    entry = ZooEntry("blob.pth", f"{base}/blob.pth", "classification", sha256="0" * 64)
+    with pytest.raises(CheckpointError, match="does not match"):
+        download(entry, progress=False)
+    assert list(cache_dir().iterdir()) == []
 
 
 def test_offline_download_says_where_to_put_the_file(file_server):
     _, base = file_server
-    entry = ckpt.ZooEntry("absent.pth", f"{base}/absent.pth", "classification")
-    with pytest.raises(ckpt.CheckpointError) as err:
-        ckpt.download(entry, progress=False)
+    entry = ZooEntry("absent.pth", f"{base}/absent.pth", "classification")
+    with pytest.raises(CheckpointError) as err:
+        download(entry, progress=False)
     message = str(err.value)
-    assert entry.url in message and str(ckpt.cache_dir() / "absent.pth") in message
-    assert list(ckpt.cache_dir().iterdir()) == []
+    assert entry.url in message and str(cache_dir() / "absent.pth") in message
+    assert list(cache_dir().iterdir()) == []
 
 
 def test_zoo_name_resolves_from_cache(tmp_path, reference):
-    target = ckpt.cache_dir() / "repvit_m0_9_distill_300e.pth"
+    target = cache_dir() / "repvit_m0_9_distill_300e.pth"
     target.parent.mkdir(parents=True)
     torch.save({"model": reference.state_dict()}, target)
     model = build_repvit("m0_9", distillation=True, pretrained="repvit_m0_9_distill_300e")
@@ -164,8 +166,8 @@ def test_zoo_name_resolves_from_cache(tmp_path, reference):
 
 
 def test_offline_mode_names_the_file_and_folder():
-    with pytest.raises(ckpt.CheckpointError) as err:
-        ckpt.resolve_checkpoint("repvit_sam")
+    with pytest.raises(CheckpointError) as err:
+        resolve_checkpoint("repvit_sam")
     message = str(err.value)
-    assert "REPVIT_PLUGINS_OFFLINE" in message and ckpt.ZOO["repvit_sam"].url in message
-    assert str(ckpt.cache_dir() / "repvit_sam.pt") in message
+    assert "REPVIT_PLUGINS_OFFLINE" in message and ZOO["repvit_sam"].url in message
+    assert str(cache_dir() / "repvit_sam.pt") in message

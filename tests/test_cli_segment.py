@@ -78,6 +78,111 @@ def test_folder_with_broken_files(photo_folder, models, tmp_path, capsys):
     assert "0 processed now, 3 already done, 2 failed" in capsys.readouterr().out
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _bad_and_odd_files(folder: Path) -> dict[str, str]:
+    """Odd images that must work and bad files that must fail; returns {bad file name: expected reason}."""
+    import struct
+
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (8, 4000, 3), dtype=np.uint8)).save(folder / "thin.png")
+    Image.fromarray(rng.integers(0, 255, (4000, 8, 3), dtype=np.uint8)).save(folder / "tall.png")
+    Image.fromarray(rng.integers(0, 255, (1, 1, 3), dtype=np.uint8)).save(folder / "tiny.png")
+    (folder / "empty.jpg").write_bytes(b"")
+    header = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0))
+    (folder / "header_only.png").write_bytes(header)
+    bomb = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+    (folder / "bomb.png").write_bytes(bomb + _png_chunk(b"IDAT", b"") + _png_chunk(b"IEND", b""))
+    return {"broken.jpg": "truncated or corrupt", "notes.png": "not an image file", "empty.jpg": "the file is empty",
+            "header_only.png": "starts like a PNG file but is truncated or corrupt", "bomb.png": "decompression bombs"}
+
+
+def test_bad_files_fail_alone_and_odd_shapes_work(photo_folder, models, tmp_path, capsys):
+    bad = _bad_and_odd_files(photo_folder)
+    out = tmp_path / "out"
+    assert cli_main(_args([photo_folder], out, models, "--coco", "--box-threshold", "0.02")) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert "images: 11 (6 processed now, 0 already done, 5 failed)" in captured.out
+    summary = json.loads((out / "summary.json").read_text())
+    failures = {Path(f["path"]).name: f for f in summary["failures"]}
+    assert set(failures) == set(bad)
+    for name, reason in bad.items():
+        assert reason in failures[name]["error"] and failures[name]["stage"] == "loading"
+        line = next(line for line in captured.out.splitlines() if line.startswith("failed:") and name in line)
+        assert line.count(name) == 1  # the path is named once, not repeated by the reason
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "annotations.json"))
+    sizes = {Path(i["file_name"]).name: (i["height"], i["width"]) for i in coco.loadImgs(coco.getImgIds())}
+    assert sizes["thin.png"] == (8, 4000) and sizes["tall.png"] == (4000, 8) and sizes["tiny.png"] == (1, 1)
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        info = coco.loadImgs(ann["image_id"])[0]
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and x + w <= info["width"] + 1e-3 and 0 <= y and y + h <= info["height"] + 1e-3
+
+
+class _FailsOnMarked:
+    """A real detector or segmenter that raises for images whose first pixel is MARK (a fault in one image)."""
+
+    MARK = (1, 2, 3)
+
+    def __init__(self, inner, method: str):
+        self.inner, self.method = inner, method
+
+    def __getattr__(self, name):
+        attribute = getattr(self.inner, name)
+        if name != self.method:
+            return attribute
+
+        def call(images, *args, **kwargs):
+            batch = images if isinstance(images, list) else [images]
+            if any(tuple(image[0, 0]) == self.MARK for image in batch):
+                raise RuntimeError(f"injected {self.method} fault")
+            return attribute(images, *args, **kwargs)
+
+        return call
+
+
+def test_a_fault_in_the_detector_or_segmenter_fails_only_its_image(models, tmp_path):
+    from repvit_plugins.grounding import GroundedSAM, build_detector
+    from repvit_plugins.jobs.labeler import BatchLabeler, Outputs
+    from repvit_plugins.sam import SamSegmenter
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for i in range(6):
+        pixels = rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)
+        if i in (1, 4):
+            pixels[0, 0] = _FailsOnMarked.MARK
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    detector = build_detector("hf", model=str(models["detector"]))
+    segmenter = SamSegmenter(checkpoint=models["sam"], arch="m0_6", img_size=256)
+    for faulty, stage in ((_FailsOnMarked(detector, "detect"), "detection"),
+                          (_FailsOnMarked(segmenter, "set_image"), "segmentation")):
+        pipeline = (GroundedSAM(faulty, segmenter, batch_size=3, box_threshold=0.05, text_threshold=0.05)
+                    if stage == "detection" else
+                    GroundedSAM(detector, faulty, batch_size=3, box_threshold=0.05, text_threshold=0.05))
+        out = tmp_path / stage
+        summary = BatchLabeler(pipeline, out, "a cat.", ["a cat"], Outputs(coco=True), {}).run(
+            sorted(folder.glob("*.png")), progress=False)
+        assert summary.processed == 4 and summary.failed == 2
+        assert {Path(f["path"]).name for f in summary.failures} == {"img1.png", "img4.png"}
+        assert all(f["stage"] == stage and "injected" in f["error"] for f in summary.failures)
+        assert len(list((out / "records").glob("*.json"))) == 4
+        assert json.loads((out / "summary.json").read_text())["failures"] == summary.failures
+
+
 def test_rerun_with_other_settings_is_refused(photo_folder, models, tmp_path, capsys):
     out = tmp_path / "out"
     cli_main(_args([photo_folder / "chelsea.jpg"], out, models))
@@ -87,14 +192,14 @@ def test_rerun_with_other_settings_is_refused(photo_folder, models, tmp_path, ca
 
 def test_int8_onnx_encoder_gives_nearly_the_same_masks(models, tmp_path):
     """export_onnx.py --quantize, then segment with --sam-encoder-onnx: the float run's instances, close masks."""
-    import runpy
-
     from pycocotools.coco import COCO
 
+    from .conftest import run_tool
+
     pytest.importorskip("onnxruntime")
-    export = runpy.run_path(str(PHOTOS.parents[1] / "tools" / "export_onnx.py"), run_name="tool")["main"]
-    assert export(["--checkpoint", str(models["sam"]), "--arch", "m0_6", "--img-size", "256", "--encoder-only",
-                   "--quantize", "--output-dir", str(tmp_path / "onnx"), "--name", "tiny"]) == 0
+    done = run_tool("export_onnx.py", "--checkpoint", models["sam"], "--arch", "m0_6", "--img-size", 256,
+                    "--encoder-only", "--quantize", "--output-dir", tmp_path / "onnx", "--name", "tiny")
+    assert done.returncode == 0, done.stderr
     photo = PHOTOS / "chelsea.jpg"
     assert cli_main(_args([photo], tmp_path / "float", models, "--coco")) == 0
     assert cli_main(_args([photo], tmp_path / "int8", models, "--coco", "--sam-encoder-onnx",

@@ -17,12 +17,19 @@ from ._distill_fixtures import IMG_SIZE, build_workspace, make_images, save_tiny
 
 pytest.importorskip("mmengine")
 
-from repvit_plugins.checkpoints import CheckpointError  # noqa: E402
+from repvit_plugins.checkpoint_io import CheckpointError  # noqa: E402
 from repvit_plugins.distill import (  # noqa: E402
-    CacheError, EmbeddingCache, SamDistillDataset, SamEncoderDistiller, build_teacher, cache_meta,
-    export_distilled_sam, precompute_embeddings, sam_preprocess,
+    CacheError,
+    EmbeddingCache,
+    SamDistillDataset,
+    SamEncoderDistiller,
+    agreement,
+    build_teacher,
+    cache_meta,
+    export_distilled_sam,
+    precompute_embeddings,
+    sam_preprocess,
 )
-from repvit_plugins.distill import agreement  # noqa: E402
 from repvit_plugins.distill.embedding_cache import _KILL_ENV  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,13 +10,13 @@ import supervision as sv
 from PIL import Image
 
 from repvit_plugins.exporters import (
-    atomic_write_text,
     coco_annotations,
     coco_dataset,
     mask_to_rle,
     write_png_masks,
     yolo_seg_lines,
 )
+from repvit_plugins.io.atomic import atomic_write_text
 
 H, W = 60, 80
 

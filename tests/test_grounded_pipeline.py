@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from repvit_plugins.grounding import GroundedSAM, MaskOptions, build_detector, parse_prompt
+from repvit_plugins.grounding import GroundedSAM, build_detector, parse_prompt
 from repvit_plugins.models import build_repvit_sam
 from repvit_plugins.sam import SamSegmenter
 
@@ -33,7 +33,7 @@ def images():
 
 def _pipeline(detector, sam, **options):
     segmenter = SamSegmenter(sam=sam, fuse=False, channels_last=False)
-    return GroundedSAM(detector, segmenter, box_threshold=0.0, text_threshold=0.0, mask_options=MaskOptions(**options))
+    return GroundedSAM(detector, segmenter, box_threshold=0.0, text_threshold=0.0, **options)
 
 
 def test_masks_equal_single_box_predictor_calls(detector, sam, images):
@@ -72,7 +72,7 @@ def test_list_of_images_equals_one_by_one(detector, sam, images):
 def test_multimask_keeps_the_best_of_three(detector, sam, images):
     from segment_anything import SamPredictor
 
-    found = _pipeline(detector, sam, multimask_output=True).predict(images[0], PROMPT)
+    found = _pipeline(detector, sam, multimask=True).predict(images[0], PROMPT)
     reference = SamPredictor(sam)
     reference.set_image(images[0])
     for box, score in zip(found.xyxy, found.data["mask_score"]):

@@ -8,13 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from repvit_plugins.checkpoints import CheckpointError
-from repvit_plugins.grounding import (DetectorLoadError, build_caption, build_detector, class_text, parse_prompt,
-                                      select_detections, tokenize_prompt)
+from repvit_plugins.checkpoint_io import CheckpointError
+from repvit_plugins.grounding import (
+    DetectorLoadError,
+    build_caption,
+    build_detector,
+    class_text,
+    parse_prompt,
+    select_detections,
+    tokenize_prompt,
+)
 from repvit_plugins.grounding.prompts import score_queries
 
-from ._grounding_fixtures import (LOW_THRESHOLDS, make_tiny_hf_grounding_dino, make_tiny_mmdet_grounding_dino,
-                                  make_tiny_original_grounding_dino, tiny_tokenizer)
+from ._grounding_fixtures import (
+    LOW_THRESHOLDS,
+    make_tiny_hf_grounding_dino,
+    make_tiny_mmdet_grounding_dino,
+    make_tiny_original_grounding_dino,
+    tiny_tokenizer,
+)
 
 DOT = 1012
 PROMPT = "a cat. a dog. shohy. red frisbee."
@@ -362,8 +374,7 @@ def test_hf_nms_and_max_detections_applied(hf_dir):
         detector = build_detector("hf", model=str(hf_dir), nms=mode, nms_iou=0.5, max_detections=None)
         detector.model.register_forward_hook(_overlapping_boxes)
         results[mode] = detector.detect(image, PROMPT, **LOW_THRESHOLDS)[0]
-        detector.max_detections = 3
-        _same(detector.detect(image, PROMPT, **LOW_THRESHOLDS)[0], results[mode][:3])
+        _same(detector.detect(image, PROMPT, **LOW_THRESHOLDS, max_detections=3)[0], results[mode][:3])
     everything = results[None]
     assert len(everything) == 30  # every query of the random model passes the low thresholds
     clustered = np.isclose(everything.xyxy, [21, 15, 49, 35], atol=1e-3).all(1) | \

@@ -13,9 +13,11 @@ mmdet = pytest.importorskip("mmdet")
 mmseg = pytest.importorskip("mmseg")
 
 import repvit_plugins.mm as rmm  # noqa: E402
-from repvit_plugins import checkpoints as ckpt  # noqa: E402
-from repvit_plugins.models import ARCHS, RepViT, reparameterize  # noqa: E402
+from repvit_plugins.checkpoint_io import CheckpointError, load_checkpoint_file  # noqa: E402
 from repvit_plugins.mm import RepViTBackbone  # noqa: E402
+from repvit_plugins.models import ARCHS, RepViT, reparameterize  # noqa: E402
+from repvit_plugins.models.repvit_keys import official_to_timm  # noqa: E402
+from repvit_plugins.zoo import ZOO, cache_dir  # noqa: E402
 
 from ._mm_fixtures import ROOT, load_tool  # noqa: E402
 from .conftest import randomize_batchnorm  # noqa: E402
@@ -85,7 +87,7 @@ def test_detection_taps_equal_timm_stage_outputs(arch):
     timm = pytest.importorskip("timm")
     backbone = _backbone(arch).eval()  # default out_indices: the official detection taps
     theirs = timm.create_model(f"repvit_{arch}", pretrained=False, num_classes=0).eval()
-    theirs.load_state_dict(ckpt.official_to_timm(backbone.state_dict(), arch), strict=True)
+    theirs.load_state_dict(official_to_timm(backbone.state_dict(), arch), strict=True)
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         taps, stages = backbone(x), theirs.forward_intermediates(x, intermediates_only=True)
@@ -182,9 +184,9 @@ def test_init_cfg_pretrained_accepts_every_layout(tmp_path, layout):
     if layout == "official_imagenet":
         torch.save({"model": state, "epoch": 299}, path)
     elif layout == "timm":
-        torch.save(ckpt.official_to_timm(state, "m0_6"), path)
+        torch.save(official_to_timm(state, "m0_6"), path)
     elif layout == "zoo_name":
-        path = ckpt.cache_dir() / ckpt.ZOO["repvit_m0_6_distill_300e"].filename
+        path = cache_dir() / ZOO["repvit_m0_6_distill_300e"].filename
         path.parent.mkdir(parents=True)
         torch.save({"model": state}, path)
     else:
@@ -200,9 +202,9 @@ def test_init_cfg_pretrained_accepts_every_layout(tmp_path, layout):
 
 def test_init_cfg_runs_through_the_detector_init_chain(tmp_path):
     """mmengine's BaseModule.init_weights of the detector reaches the backbone's override."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
 
     state = randomize_batchnorm(RepViT("m0_6", distillation=True)).state_dict()
     torch.save({"model": state}, tmp_path / "imagenet.pth")
@@ -219,7 +221,7 @@ def test_init_cfg_mismatch_names_the_keys(tmp_path):
     state = RepViT("m0_9", num_classes=0).state_dict()
     torch.save(state, tmp_path / "m0_9.pth")
     backbone = RepViTBackbone("m0_6", init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "m0_9.pth")))
-    with pytest.raises(ckpt.CheckpointError, match="features"):
+    with pytest.raises(CheckpointError, match="features"):
         backbone.init_weights()
 
 
@@ -332,8 +334,6 @@ def _old_checkpoint(cfg_path: Path, meta: dict) -> dict:
 
 @pytest.mark.parametrize("kind", ["mmdet2", "mmseg0"])
 def test_convert_official_checkpoint(tmp_path, kind):
-    from repvit_plugins.checkpoints import load_checkpoint_file
-
     if kind == "mmdet2":
         cfg_path = TINY_DET
         meta = {"mmdet_version": "2.28.1", "CLASSES": ("square", "disc")}
@@ -356,6 +356,6 @@ def test_convert_official_checkpoint(tmp_path, kind):
 
     del old["state_dict"]["backbone.features.3.channel_mixer.m.0.c.weight"]
     torch.save(old, tmp_path / "broken.pth")
-    with pytest.raises(ckpt.CheckpointError, match="features.3.channel_mixer.m.0.c.weight"):
+    with pytest.raises(CheckpointError, match="features.3.channel_mixer.m.0.c.weight"):
         load_tool("convert_mm_checkpoint").main(
             [str(tmp_path / "broken.pth"), str(tmp_path / "x.pth"), "--config", str(cfg_path)])

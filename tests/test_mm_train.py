@@ -240,6 +240,20 @@ def test_tools_run_a_config_of_another_scope(tmp_path):
     assert metrics["mse"] < 1e-3
 
 
+def test_image_demo_refuses_a_config_of_another_scope(tmp_path):
+    from repvit_plugins.mm.inference import UnsupportedScopeError, load_model
+
+    config = tmp_path / "toy_regression.py"
+    config.write_text(TOY_CONFIG)
+    with pytest.raises(UnsupportedScopeError, match="default_scope is 'mmengine'"):
+        load_model(config, tmp_path / "unused.pth")
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"")  # the scope is checked before the image is read
+    with pytest.raises(SystemExit, match="runs mmdet or mmseg configs") as exit_info:
+        load_tool("image_demo", folder="demo").main([str(image), str(config), str(tmp_path / "unused.pth")])
+    assert isinstance(exit_info.value.code, str)  # a message, not a traceback
+
+
 @pytest.mark.parametrize("tool", ["train", "test", "convert_mm_checkpoint", "image_demo"])
 def test_every_tool_explains_its_flags(tool, capsys):
     module = load_tool(tool, folder="demo" if tool == "image_demo" else "tools")

@@ -14,10 +14,10 @@ def test_stdout_warnings_and_root_logger_are_hidden_then_restored(capsys, caplog
         warnings.simplefilter("always")
         with quietly(root_logger=True):
             print("hint from a library")
-            warnings.warn("noise", UserWarning)
+            warnings.warn("noise", UserWarning, stacklevel=2)
             logging.getLogger("some.library").warning("chatter")
             logging.getLogger("some.library").error("a real problem")
-        warnings.warn("after", UserWarning)
+        warnings.warn("after", UserWarning, stacklevel=2)
     assert capsys.readouterr().out == ""
     assert [str(w.message) for w in seen] == ["after"]
     assert [r.getMessage() for r in caplog.records] == ["a real problem"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repvit_plugins.checkpoints import official_to_timm, timm_to_official
 from repvit_plugins.models import ARCHS, build_repvit, canonical_arch, reparameterize
 from repvit_plugins.models.repvit import RepViT
+from repvit_plugins.models.repvit_keys import official_to_timm, timm_to_official
 
 from .conftest import randomize_batchnorm
 

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import copy
-import runpy
+import json
 from importlib.util import find_spec
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,22 +13,16 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from repvit_plugins.models import build_repvit_sam  # noqa: E402
+from repvit_plugins.numeric_agreement import relative_error  # noqa: E402
 from repvit_plugins.sam import SamSegmenter  # noqa: E402
-from repvit_plugins.sam.onnx_export import PromptDecoder, decoder_feeds  # noqa: E402
+from repvit_plugins.sam.decoder_inputs import decoder_feeds  # noqa: E402
+from repvit_plugins.sam.onnx_export import PromptDecoder, check_decoder, check_encoder  # noqa: E402
 from repvit_plugins.sam.ort_backend import OrtImageEncoder, OrtPromptDecoder  # noqa: E402
 
 from ._sam_fixtures import SMALL, small_sam, synthetic_image  # noqa: E402
+from .conftest import run_tool  # noqa: E402
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 BOXES = np.array([[20, 30, 150, 180], [100, 40, 290, 190], [5, 5, 60, 50]], dtype=np.float32)
-
-
-def _tool(name: str):
-    return runpy.run_path(str(TOOLS / name), run_name="tool")["main"]
-
-
-def _rel(ours, reference) -> float:
-    return float((torch.as_tensor(ours) - reference).abs().max() / reference.abs().max())
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +30,11 @@ def exported(tmp_path_factory):
     """tools/export_onnx.py on a small random checkpoint: (checkpoint, encoder.onnx, decoder.onnx)."""
     root = tmp_path_factory.mktemp("onnx")
     torch.save(small_sam().state_dict(), root / "sam.pt")
-    code = _tool("export_onnx.py")(["--checkpoint", str(root / "sam.pt"), "--arch", SMALL["arch"], "--img-size",
-                                    str(SMALL["img_size"]), "--output-dir", str(root), "--name", "small", "--check",
-                                    "--quantize"])  # int8 calibrated on the demo images
-    assert code == 0 and (root / "small_encoder.int8.onnx").is_file()
+    done = run_tool("export_onnx.py", "--checkpoint", root / "sam.pt", "--arch", SMALL["arch"], "--img-size",
+                    SMALL["img_size"], "--output-dir", root, "--name", "small", "--check",
+                    "--quantize")  # int8 calibrated on the demo images
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("relative error") == 2 and (root / "small_encoder.int8.onnx").is_file()
     return root / "sam.pt", root / "small_encoder.onnx", root / "small_decoder.onnx"
 
 
@@ -54,11 +48,9 @@ def ort_decoder(exported):
     return OrtPromptDecoder(exported[2])
 
 
-def test_encoder_onnxruntime_matches_pytorch(sam, exported):
-    image = torch.randn(1, 3, 256, 256)
-    with torch.no_grad():
-        reference = sam.image_encoder(image)  # unfused PyTorch vs the fused graph
-    assert _rel(OrtImageEncoder(exported[1], 256)(image), reference) <= 1e-4
+def test_encoder_and_decoder_onnxruntime_match_pytorch(sam, exported):
+    assert check_encoder(sam, exported[1]) <= 1e-4  # unfused PyTorch vs the fused graph
+    assert check_decoder(sam, exported[2]) <= 1e-4
 
 
 PROMPTS = {
@@ -75,18 +67,20 @@ def test_decoder_onnxruntime_matches_pytorch_any_count(sam, ort_decoder, kind):
     gen = torch.Generator().manual_seed(count)
     coords = torch.rand(count, points, 2, generator=gen) * 256 if points else None
     labels = torch.randint(0, 2, (count, points), generator=gen) if points else None
-    boxes = torch.sort(torch.rand(count, 2, 2, generator=gen) * 256, dim=1).values.reshape(count, 4) if with_box else None
+    boxes = (torch.sort(torch.rand(count, 2, 2, generator=gen) * 256, dim=1).values.reshape(count, 4) if with_box
+             else None)
     masks = torch.randn(count, 1, 64, 64, generator=gen) if with_mask else None
     feeds = decoder_feeds(torch.randn(1, 256, 16, 16, generator=gen), coords, labels, boxes, masks, (64, 64))
     with torch.no_grad():
         low_res, iou = PromptDecoder(sam)(**feeds)
         # the wrapper is segment_anything's prompt encoder + decoder
         sparse, dense = sam.prompt_encoder((coords, labels) if points else None, boxes, masks)
-        expected, _ = sam.mask_decoder(feeds["image_embeddings"], sam.prompt_encoder.get_dense_pe(), sparse, dense, True)
+        expected, _ = sam.mask_decoder(feeds["image_embeddings"], sam.prompt_encoder.get_dense_pe(), sparse, dense,
+                                       True)
     assert torch.allclose(low_res[:, 1:], expected, atol=1e-5 * expected.abs().max())
     ort_low_res, ort_iou = ort_decoder(feeds)
     assert ort_low_res.shape == (count, 4, 64, 64) and ort_iou.shape == (count, 4)
-    assert _rel(ort_low_res, low_res) <= 1e-4 and _rel(ort_iou, iou) <= 1e-4
+    assert relative_error(ort_low_res, low_res) <= 1e-4 and relative_error(ort_iou, iou) <= 1e-4
 
 
 def test_onnxruntime_backend_in_the_segmenter(sam, exported):
@@ -97,7 +91,7 @@ def test_onnxruntime_backend_in_the_segmenter(sam, exported):
                            decoder="onnxruntime", decoder_onnx=exported[2])
     ort_seg.set_image(image)
     embedding, expected = ort_seg.get_image_embedding(), torch_seg.get_image_embedding()
-    assert _rel(embedding, expected) <= 1e-4
+    assert relative_error(embedding, expected) <= 1e-4
     masks, scores = ort_seg.predict_boxes(BOXES, multimask_output=True)
     ref_masks, ref_scores = torch_seg.predict_boxes(BOXES, multimask_output=True)
     assert (masks == ref_masks).mean() > 0.999 and np.allclose(scores, ref_scores, atol=1e-4)
@@ -107,7 +101,7 @@ def test_onnxruntime_backend_in_the_segmenter(sam, exported):
 
 
 def test_onnxruntime_backend_exports_once_into_the_cache(sam):
-    from repvit_plugins.checkpoints import cache_dir
+    from repvit_plugins.zoo import cache_dir
 
     SamSegmenter(copy.deepcopy(sam), backend="onnxruntime")  # exports the encoder into the model cache
     files = list((cache_dir() / "onnx").glob("sam_encoder_256_*.onnx"))
@@ -153,30 +147,33 @@ def test_encoder_inputs_match_sam_preprocessing(sam):
 
 
 @pytest.mark.skipif(find_spec("coremltools") is not None, reason="coremltools is installed")
-def test_coreml_tool_explains_missing_coremltools(capsys):
-    assert _tool("export_coreml.py")(["--random-weights"]) == 2
-    assert "pip install coremltools" in capsys.readouterr().err
+def test_coreml_export_explains_missing_coremltools(sam, tmp_path):
+    from repvit_plugins.sam.coreml_export import convert_encoder
+
+    with pytest.raises(ImportError, match="pip install coremltools"):
+        convert_encoder(sam, tmp_path / "encoder.mlpackage")
+    done = run_tool("export_coreml.py", "--random-weights")
+    assert done.returncode == 2 and "pip install coremltools" in done.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(find_spec("coremltools") is None, reason="coremltools is not installed (optional extra)")
 def test_coreml_conversion(tmp_path, exported):
-    code = _tool("export_coreml.py")(["--checkpoint", str(exported[0]), "--arch", SMALL["arch"], "--img-size",
-                                      str(SMALL["img_size"]), "--output-dir", str(tmp_path), "--precision", "fp32"])
-    assert code == 0 and (tmp_path / "repvit_sam_encoder.mlpackage").exists()
+    done = run_tool("export_coreml.py", "--checkpoint", exported[0], "--arch", SMALL["arch"], "--img-size",
+                    SMALL["img_size"], "--output-dir", tmp_path, "--precision", "fp32")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "repvit_sam_encoder.mlpackage").exists()
     assert (tmp_path / "repvit_sam_decoder.mlpackage").exists()
 
 
 @pytest.mark.slow
-def test_benchmark_sam_smoke_run(tmp_path, capsys):
+def test_benchmark_sam_smoke_run(tmp_path):
     """tools/benchmark_sam.py end to end on a tiny model: every path measured, ratios and the compute floor printed."""
-    import json
-
-    code = _tool("benchmark_sam.py")(["--quick", "--arch", SMALL["arch"], "--img-size", str(SMALL["img_size"]),
-                                      "--iters", "1", "--decoder-iters", "1", "--boxes", "2",
-                                      "--work-dir", str(tmp_path), "--json", str(tmp_path / "bench.json")])
-    printed = capsys.readouterr().out
-    assert code == 0 and "compute floor" in printed and "best float RepViT-SAM path" in printed
+    done = run_tool("benchmark_sam.py", "--quick", "--arch", SMALL["arch"], "--img-size", SMALL["img_size"],
+                    "--iters", "1", "--decoder-iters", "1", "--boxes", "2", "--work-dir", tmp_path,
+                    "--json", tmp_path / "bench.json")
+    assert done.returncode == 0, done.stderr
+    assert "compute floor" in done.stdout and "best float RepViT-SAM path" in done.stdout
     results = json.loads((tmp_path / "bench.json").read_text())["results"]["mallopt"]
     assert results["_tuned"] and results["_macs"] > 0 and results["_gemm_gflops"] > 0
     for name in ("unfused eager", "fused", "fused + channels_last", "onnxruntime (fused)", "onnxruntime int8"):

@@ -1,25 +1,19 @@
-"""tools/test_cls.py, tools/get_flops.py, tools/benchmark_cls.py and the `info` command on tiny inputs."""
+"""Evaluation, complexity and throughput (library and tools/test_cls.py, get_flops.py, benchmark_cls.py), `info`."""
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from repvit_plugins.classification import eval_transform
+from repvit_plugins.classification import eval_transform, evaluate_folder, throughput
 from repvit_plugins.cli import main as cli_main
+from repvit_plugins.complexity import repvit_complexity
 from repvit_plugins.models import build_repvit
 
-from .conftest import randomize_batchnorm
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def _tool(name: str):
-    return runpy.run_path(str(TOOLS / name), run_name="tool")["main"]
+from .conftest import randomize_batchnorm, run_tool
 
 
 @pytest.fixture
@@ -33,7 +27,7 @@ def image_folder(tmp_path):
     return tmp_path / "val"
 
 
-def test_test_cls_matches_manual_top1(tmp_path, image_folder):
+def test_evaluate_folder_and_test_cls_match_manual_top1(tmp_path, image_folder):
     model = randomize_batchnorm(build_repvit("m0_6", num_classes=3, distillation=True)).eval()
     torch.save({"model": model.state_dict()}, tmp_path / "ckpt.pth")
     transform, hits, total = eval_transform(), 0, 0
@@ -43,26 +37,37 @@ def test_test_cls_matches_manual_top1(tmp_path, image_folder):
                 pred = model(transform(Image.open(img).convert("RGB"))[None]).argmax(1).item()
             hits += pred == label
             total += 1
-    args = [str(image_folder), "--arch", "m0_6", "--checkpoint", str(tmp_path / "ckpt.pth"),
-            "--num-classes", "3", "--workers", "0", "--batch-size", "4", "--json"]
-    result = _tool("test_cls.py")(args)
+    checkpoint = tmp_path / "ckpt.pth"
+    result = evaluate_folder(image_folder, "m0_6", checkpoint, num_classes=3, batch_size=4, workers=0)
     assert result["images"] == total == 9
     assert result["top1"] == pytest.approx(100.0 * hits / total)
     assert result["top5"] == 100.0  # 3 classes: top-5 always hits
-    assert _tool("test_cls.py")(args + ["--fuse"])["top1"] == pytest.approx(result["top1"])
+    fused = evaluate_folder(image_folder, "m0_6", checkpoint, num_classes=3, batch_size=4, workers=0, fuse=True)
+    assert fused["top1"] == pytest.approx(result["top1"])
+    done = run_tool("test_cls.py", image_folder, "--arch", "m0_6", "--checkpoint", checkpoint, "--num-classes", "3",
+                    "--workers", "0", "--batch-size", "4", "--fuse", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == pytest.approx(fused)
 
 
-def test_get_flops_prints_paper_macs(capsys):
-    _tool("get_flops.py")(["--arch", "m0_9", "m2_3"])
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
-    assert float(rows["m0_9"][4]) == pytest.approx(0.8, abs=0.05)
-    assert float(rows["m2_3"][4]) == pytest.approx(4.5, abs=0.05)
-    assert float(rows["m2_3"][2]) == pytest.approx(22.9, abs=0.05)
+def test_complexity_matches_the_paper():
+    m0_9, m2_3 = repvit_complexity("m0_9"), repvit_complexity("m2_3")
+    assert m0_9["fused_macs"] / 1e9 == pytest.approx(0.8, abs=0.05)
+    assert m2_3["fused_macs"] / 1e9 == pytest.approx(4.5, abs=0.05)
+    assert m2_3["fused_params"] / 1e6 == pytest.approx(22.9, abs=0.05)
+    assert m2_3["params"] > m2_3["fused_params"] and m2_3["macs"] > m2_3["fused_macs"]
 
 
-def test_benchmark_cls_runs(capsys):
-    _tool("benchmark_cls.py")(["--arch", "m0_6", "--batch-size", "1", "--size", "64", "--warmup", "1", "--iters", "1"])
-    assert "m0_6" in capsys.readouterr().out
+def test_throughput_counts_images_per_second():
+    assert throughput(build_repvit("m0_6").eval(), torch.randn(2, 3, 64, 64), warmup=1, iters=1) > 0
+
+
+@pytest.mark.parametrize("tool", ["get_flops.py", "benchmark_cls.py"])
+def test_measuring_tools_print_a_row_per_arch(tool):
+    extra = ["--batch-size", "1", "--warmup", "1", "--iters", "1"] if tool == "benchmark_cls.py" else []
+    done = run_tool(tool, "--arch", "m0_6", "--size", "64", *extra)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].split()[0] == "m0_6"
 
 
 def test_info_command(capsys):
@@ -71,12 +76,12 @@ def test_info_command(capsys):
 
 
 def test_download_list_and_offline_message(capsys, monkeypatch):
-    from repvit_plugins import checkpoints
+    from repvit_plugins import zoo
 
     assert cli_main(["download", "--list"]) == 0
     assert "repvit_sam" in capsys.readouterr().out
-    offline = checkpoints.ZooEntry("repvit_sam.pt", "http://127.0.0.1:9/repvit_sam.pt", "repvit_sam")
-    monkeypatch.setitem(checkpoints.ZOO, "repvit_sam", offline)
+    offline = zoo.ZooEntry("repvit_sam.pt", "http://127.0.0.1:9/repvit_sam.pt", "repvit_sam")
+    monkeypatch.setitem(zoo.ZOO, "repvit_sam", offline)
     assert cli_main(["download", "repvit_sam"]) == 1
     out = capsys.readouterr().out
     assert "put it at" in out and "repvit_sam.pt" in out
@@ -86,7 +91,8 @@ def test_import_loads_no_heavy_faces():
     import subprocess
     import sys
 
-    code = ("import sys, repvit_plugins, repvit_plugins.models, repvit_plugins.checkpoints, repvit_plugins.cli;"
+    code = ("import sys, repvit_plugins, repvit_plugins.models, repvit_plugins.zoo, repvit_plugins.checkpoint_io, "
+            "repvit_plugins.cli;"
             "heavy=[m for m in ('mmdet','mmseg','mmengine','gradio','transformers') if m in sys.modules];"
             "print(heavy); sys.exit(bool(heavy))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

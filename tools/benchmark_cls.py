@@ -7,24 +7,11 @@ on a fixed random batch (synchronizing the GPU when there is one).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from repvit_plugins.classification import throughput
 from repvit_plugins.models import ARCHS, build_repvit, reparameterize
-
-
-def throughput(model: torch.nn.Module, batch: torch.Tensor, warmup: int, iters: int) -> float:
-    sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(batch)
-        sync()
-        start = time.perf_counter()
-        for _ in range(iters):
-            model(batch)
-        sync()
-    return iters * batch.shape[0] / (time.perf_counter() - start)
 
 
 def main(argv=None) -> None:
@@ -42,7 +29,8 @@ def main(argv=None) -> None:
     warmup, iters = args.warmup or (50 if gpu else 3), args.iters or (30 if gpu else 5)
     batch = torch.randn(batch_size, 3, args.size, args.size, device=args.device)
     print(f"device {args.device}, batch {batch_size}, {args.size}x{args.size}, threads {torch.get_num_threads()}")
-    print(f"{'model':<7}{'unfused img/s':>15}{'fused img/s':>13}{'speed-up':>10}" + ("  channels_last" if args.channels_last else ""))
+    print(f"{'model':<7}{'unfused img/s':>15}{'fused img/s':>13}{'speed-up':>10}"
+          + ("  channels_last" if args.channels_last else ""))
     for arch in args.arch:
         model = build_repvit(arch, distillation=True).to(args.device).eval()
         unfused = throughput(model, batch, warmup, iters)

@@ -6,12 +6,13 @@ torch.compile (with its one-off compile time), onnxruntime, onnxruntime static
 int8 (calibrated on two demo photographs; its embedding error and the IoU of its
 box masks with the float ones, on a third photograph) and segment_anything's
 SAM ViT-B as the outside reference. The encoder input is a real photograph
-(demo/images/chelsea.jpg) preprocessed as SamPredictor does. Decoder (prompt encoder + mask decoder + upscaling to the image, as
-``predict_torch``): 1 box, 16 boxes in one call, 16 separate calls, for
-segment_anything's decoder, the fast decoder and the onnxruntime decoder.
+(demo/images/chelsea.jpg) preprocessed as SamPredictor does. Decoder (prompt
+encoder + mask decoder + upscaling to the image, as ``predict_torch``): 1 box,
+16 boxes in one call, 16 separate calls, for segment_anything's decoder, the
+fast decoder and the onnxruntime decoder.
 
 Each allocator setting runs in its own process: ``default`` (glibc as it
-comes), ``mallopt`` (repvit_plugins.runtime.tune_allocator() at start-up) and
+comes), ``mallopt`` (repvit_plugins.malloc_tuning.tune_allocator() at start-up) and
 ``env`` (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000). Times are
 medians over repeated runs after warm-up. The ONNX files are exported once, up
 front, into --work-dir.
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repvit_plugins.compare import embedding_error
+from repvit_plugins.numeric_agreement import embedding_error
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
@@ -215,11 +216,11 @@ def _decoder_results(args, paths: dict) -> dict:
         predictor.features = embedding
         predictor.is_image_set = True
         predictor.original_size = predictor.input_size = (args.img_size, args.img_size)
-        decode = lambda b: predictor.predict_torch(None, None, b, None, False)  # noqa: E731
+        decode = lambda b, p=predictor: p.predict_torch(None, None, b, None, False)  # noqa: E731
         with torch.inference_mode():
-            one = median_latency(lambda: decode(boxes[:1]), args.decoder_iters * 4, args.warmup)
-            batched = median_latency(lambda: decode(boxes), args.decoder_iters, args.warmup)
-            separate = median_latency(lambda: [decode(boxes[i:i + 1]) for i in range(n)], args.decoder_iters,
+            one = median_latency(lambda d=decode: d(boxes[:1]), args.decoder_iters * 4, args.warmup)
+            batched = median_latency(lambda d=decode: d(boxes), args.decoder_iters, args.warmup)
+            separate = median_latency(lambda d=decode: [d(boxes[i:i + 1]) for i in range(n)], args.decoder_iters,
                                       args.warmup)
         results[f"decoder {name}: 1 box"] = {"s": one}
         results[f"decoder {name}: {n} boxes, one call"] = {"s": batched, "per_box": batched / n}
@@ -228,7 +229,7 @@ def _decoder_results(args, paths: dict) -> dict:
 
 
 def child(args) -> dict:
-    from repvit_plugins.runtime import tune_allocator
+    from repvit_plugins.malloc_tuning import tune_allocator
 
     tuned = tune_allocator() if args.child == "mallopt" else args.child == "env"
     torch.set_num_threads(args.threads)
@@ -377,7 +378,7 @@ def main(argv=None) -> int:
     if args.child:
         print("RESULT " + json.dumps(child(args)), flush=True)
         return 0
-    from repvit_plugins.runtime import tune_allocator
+    from repvit_plugins.malloc_tuning import tune_allocator
 
     tune_allocator()  # the exports in this process only
     modes = MODES if args.allocator == "all" else (args.allocator,)

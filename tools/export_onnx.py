@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from repvit_plugins.compare import embedding_error, relative_error
+from repvit_plugins.numeric_agreement import embedding_error
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 
@@ -54,40 +54,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_encoder(sam, path: Path, measure=relative_error, image: torch.Tensor | None = None) -> float:
-    """``measure`` between onnxruntime and PyTorch on ``image`` (default: a random input)."""
-    from repvit_plugins.sam.ort_backend import OrtImageEncoder
-
-    size = sam.image_encoder.img_size
-    if image is None:
-        image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        reference = sam.image_encoder(image)
-    return measure(OrtImageEncoder(path, size)(image), reference)
-
-
-def check_decoder(sam, path: Path) -> float:
-    from repvit_plugins.sam.onnx_export import PromptDecoder, decoder_feeds
-    from repvit_plugins.sam.ort_backend import OrtPromptDecoder
-
-    gen = torch.Generator().manual_seed(0)
-    grid = sam.prompt_encoder.image_embedding_size
-    size = sam.image_encoder.img_size
-    embedding = torch.randn(1, sam.prompt_encoder.embed_dim, *grid, generator=gen)
-    boxes = torch.sort(torch.rand(5, 2, 2, generator=gen) * size, dim=1).values.reshape(5, 4)
-    feeds = decoder_feeds(embedding, torch.rand(5, 2, 2, generator=gen) * size, torch.tensor([[1, 0]] * 5), boxes,
-                          None, sam.prompt_encoder.mask_input_size)
-    with torch.no_grad():
-        reference = PromptDecoder(sam)(**feeds)
-    return max(relative_error(o, r) for o, r in zip(OrtPromptDecoder(path)(feeds), reference))
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from repvit_plugins.models import build_repvit_sam
-    from repvit_plugins.runtime import tune_allocator
     from repvit_plugins.io import iter_image_paths, load_image
-    from repvit_plugins.sam.onnx_export import export_decoder, export_encoder
+    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.models import build_repvit_sam
+    from repvit_plugins.sam.onnx_export import check_decoder, check_encoder, export_decoder, export_encoder
     from repvit_plugins.sam.quantize import encoder_inputs, quantize_encoder_int8
 
     tune_allocator()

@@ -15,8 +15,13 @@ import json
 
 from mmengine.config import DictAction
 
-from repvit_plugins.mm.runner import (build_runner, finish_distributed_worker, load_config, parse_with_launcher,
-                                      prepare_test)
+from repvit_plugins.mm.runner import (
+    build_runner,
+    finish_distributed_worker,
+    load_config,
+    parse_with_launcher,
+    prepare_test,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,10 +6,8 @@ import argparse
 import json
 
 import torch
-from tqdm.auto import tqdm
 
-from repvit_plugins.classification import eval_transform, evaluate
-from repvit_plugins.models import build_repvit, reparameterize
+from repvit_plugins.classification import evaluate_folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,16 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    from torchvision.datasets import ImageFolder
-
     args = parse_args(argv)
-    model = build_repvit(args.arch, num_classes=args.num_classes, distillation=not args.no_distillation,
-                         pretrained=args.checkpoint)
-    if args.fuse:
-        reparameterize(model)
-    dataset = ImageFolder(args.data, transform=eval_transform(args.input_size, args.crop_ratio))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    result = evaluate(model, tqdm(loader, desc="evaluating", unit="batch"), device=args.device)
+    result = evaluate_folder(args.data, args.arch, args.checkpoint, num_classes=args.num_classes,
+                             distillation=not args.no_distillation, input_size=args.input_size,
+                             crop_ratio=args.crop_ratio, batch_size=args.batch_size, workers=args.workers,
+                             device=args.device, fuse=args.fuse)
     print(json.dumps(result) if args.json else
           f"{result['images']} images: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
     return result

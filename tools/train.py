@@ -15,8 +15,13 @@ import argparse
 
 from mmengine.config import DictAction
 
-from repvit_plugins.mm.runner import (build_runner, finish_distributed_worker, load_config, parse_with_launcher,
-                                      prepare_train)
+from repvit_plugins.mm.runner import (
+    build_runner,
+    finish_distributed_worker,
+    load_config,
+    parse_with_launcher,
+    prepare_train,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -5,7 +5,6 @@ without a browser; :mod:`repvit_plugins.app.ui` wires it to the page.
 """
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 import zipfile
@@ -14,6 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from ..detections import class_names, set_class_names
+from ..options import ModelOptions, PipelineOptions
 
 
 class DemoError(ValueError):
@@ -85,40 +87,35 @@ class DemoModels:
 
 def detection_rows(detections) -> list[list[Any]]:
     """Table rows: label, score, x1, y1, x2, y2, mask area (pixels)."""
-    names = detections.data.get("class_name", [str(c) for c in detections.class_id])
-    areas = detections.mask.reshape(len(detections), -1).sum(1) if detections.mask is not None else [0] * len(detections)
+    areas = (detections.mask.reshape(len(detections), -1).sum(1) if detections.mask is not None
+             else [0] * len(detections))
     scores = detections.confidence if detections.confidence is not None else np.ones(len(detections))
-    return [[str(n), round(float(s), 3), *[round(float(v), 1) for v in box], int(a)]
-            for n, s, box, a in zip(names, scores, detections.xyxy, areas)]
+    return [[n, round(float(s), 3), *[round(float(v), 1) for v in box], int(a)]
+            for n, s, box, a in zip(class_names(detections), scores, detections.xyxy, areas)]
 
 
 TABLE_HEADERS = ["label", "score", "x1", "y1", "x2", "y2", "area"]
 
 
-def export_files(detections, image: np.ndarray, class_names: Sequence[str], stem: str = "result") -> list[str]:
+def export_files(detections, image: np.ndarray, names: Sequence[str], stem: str = "result") -> list[str]:
     """Write the COCO JSON (RLE) and a zip of PNG masks into a fresh temporary folder; return their paths."""
-    from PIL import Image
-
-    from ..exporters import coco_annotations, coco_dataset
+    from ..exporters import coco_annotations, coco_dataset, mask_files
 
     folder = Path(tempfile.mkdtemp(prefix="repvit_demo_"))
     height, width = image.shape[:2]
     coco = coco_dataset([{"id": 1, "file_name": f"{stem}.jpg", "height": height, "width": width}],
-                        coco_annotations(detections, image_id=1), class_names)
+                        coco_annotations(detections, image_id=1), names)
     coco_path = folder / f"{stem}_coco.json"
     coco_path.write_text(json.dumps(coco))
     zip_path = folder / f"{stem}_masks.zip"
-    names = detections.data.get("class_name", [str(c) for c in detections.class_id])
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for i, (mask, name) in enumerate(zip(detections.mask if detections.mask is not None else [], names)):
-            buffer = io.BytesIO()
-            Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
-            archive.writestr(f"{i:03d}_{str(name).replace(' ', '-')}.png", buffer.getvalue())
+        for name, data in mask_files(detections):
+            archive.writestr(name, data)
     return [str(coco_path), str(zip_path)]
 
 
-def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str, box_threshold: float,
-                  text_threshold: float):
+def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str,
+                  options: PipelineOptions | None = None):
     """Text prompt -> annotated image, table rows, download files."""
     from ..grounding import GroundedSAM, parse_prompt
     from ..visualize import annotate
@@ -126,13 +123,13 @@ def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str, box_
     if not prompt or not prompt.strip():
         raise DemoError('Type what to find, e.g. "a cat. a remote control."')
     try:
-        class_names = parse_prompt(prompt)
+        names = parse_prompt(prompt)
     except ValueError as err:
         raise DemoError(str(err)) from err
-    pipeline = GroundedSAM(models.get_detector(), models.get_segmenter(), box_threshold=box_threshold,
-                           text_threshold=text_threshold)
+    pipeline = GroundedSAM(models.get_detector(), models.get_segmenter(), options)
     detections = pipeline.predict(prepared.image, prompt)
-    return annotate(prepared.image, detections), detection_rows(detections), export_files(detections, prepared.image, class_names)
+    return (annotate(prepared.image, detections), detection_rows(detections),
+            export_files(detections, prepared.image, names))
 
 
 @dataclass
@@ -172,9 +169,8 @@ def run_click_mode(models: DemoModels, prepared: PreparedImage, state: ClickStat
     masks, scores, _ = segmenter.predict_points(points, labels, box=box, multimask_output=box is None)
     best = int(np.argmax(scores))
     mask = masks[best][None]
-    detections = sv.Detections(xyxy=sv.mask_to_xyxy(mask).astype(np.float32), mask=mask,
-                               confidence=np.array([scores[best]], dtype=np.float32),
-                               class_id=np.array([0]), data={"class_name": np.array(["object"])})
+    detections = set_class_names(sv.Detections(xyxy=sv.mask_to_xyxy(mask).astype(np.float32), mask=mask,
+                                               confidence=np.array([scores[best]], dtype=np.float32)), ["object"])
     canvas = annotate(prepared.image, detections, labels=False)
     canvas = _draw_prompts(canvas, points, labels, box)
     return canvas, export_files(detections, prepared.image, ["object"], stem="click")
@@ -210,7 +206,26 @@ def run_everything_mode(models: DemoModels, prepared: PreparedImage, points_per_
     else:
         detections = sv.Detections.empty()
         detections.mask = np.zeros((0, *prepared.image.shape[:2]), dtype=bool)
-    detections.class_id = np.zeros(len(detections), dtype=int)
-    detections.data["class_name"] = np.array(["segment"] * len(detections), dtype=object)
+    set_class_names(detections, ["segment"] * len(detections))
     canvas = annotate(prepared.image, detections, labels=False, color_by_index=True)
     return canvas, detection_rows(detections), export_files(detections, prepared.image, ["segment"], stem="everything")
+
+
+def default_models(models: ModelOptions | None = None) -> DemoModels:
+    """The models ``models`` names, built on first use (so a missing file becomes a message on the page)."""
+    from ..grounding import detector_from_options, segmenter_from_options
+
+    models = models or ModelOptions()
+    return DemoModels(detector_factory=lambda: detector_from_options(models),
+                      segmenter_factory=lambda: segmenter_from_options(models))
+
+
+def weights_status(models: ModelOptions | None = None) -> str:
+    """A Markdown note listing the weights that are neither on disk nor downloadable now ("" when all are)."""
+    from ..preflight import MissingWeightsError, check_weights
+
+    try:
+        check_weights(models or ModelOptions())
+    except MissingWeightsError as err:
+        return ("**Weights missing.** The page works once they are in place.\n\n```\n" + str(err) + "\n```")
+    return ""

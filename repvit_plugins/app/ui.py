@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
-
+from ..options import PipelineOptions, option_specs
 from .services import (
     TABLE_HEADERS,
     ClickState,
@@ -17,6 +18,8 @@ from .services import (
     run_text_mode,
 )
 
+TEXT_CONTROLS = ("box_threshold", "text_threshold", "nms", "max_detections")
+"""The :class:`~repvit_plugins.options.PipelineOptions` the Text tab offers (in this order)."""
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "demo" / "images"
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_MAX_FILE_SIZE = "10mb"
@@ -63,10 +66,16 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
 
     UploadedImage = _upload_image_component()
 
-    def text_mode(image, prompt, box_threshold, text_threshold):
+    def text_mode(image, prompt, *values):
         prepared = prepare_image(image, max_side)
-        annotated, rows, files = run_text_mode(models, prepared, prompt, box_threshold, text_threshold)
-        return annotated, rows, files, _note(prepared.note, f"{len(rows)} detection(s).")
+        try:
+            options = PipelineOptions(**dict(zip(TEXT_CONTROLS, values)))
+        except ValueError as err:
+            raise DemoError(str(err)) from err
+        start = time.perf_counter()
+        annotated, rows, files = run_text_mode(models, prepared, prompt, options)
+        seconds = time.perf_counter() - start
+        return annotated, rows, files, _note(prepared.note, f"{len(rows)} detection(s) in {seconds:.1f} s.")
 
     def everything_mode(image, points_per_side, iou_thresh, stability_thresh):
         prepared = prepare_image(image, max_side)
@@ -95,24 +104,27 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                 with gr.Column():
                     text_image = UploadedImage(type="filepath", label="Image", elem_id="text-image")
                     prompt = gr.Textbox(label="Prompt", placeholder="a cat. a remote control.", elem_id="text-prompt")
-                    box_threshold = gr.Slider(0.0, 1.0, value=0.35, step=0.01, label="Box threshold", elem_id="text-box-threshold")
-                    text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold", elem_id="text-text-threshold")
+                    text_controls = _option_controls(TEXT_CONTROLS, "text")
                     text_button = gr.Button("Segment", variant="primary", elem_id="text-run")
                 with gr.Column():
                     text_output = gr.Image(label="Result", elem_id="text-output", interactive=False)
                     text_note = gr.Markdown(elem_id="text-note")
-            text_table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", elem_id="text-table", interactive=False)
-            text_files = gr.File(label="Downloads (COCO JSON with RLE, PNG masks)", file_count="multiple", elem_id="text-files")
-            examples = _examples({"chelsea.jpg": "a cat.", "coffee.jpg": "a cup. a spoon.", "astronaut.jpg": "a person. a flag."})
+            text_table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", elem_id="text-table",
+                                      interactive=False)
+            text_files = gr.File(label="Downloads (COCO JSON with RLE, PNG masks)", file_count="multiple",
+                                 elem_id="text-files")
+            examples = _examples({"chelsea.jpg": "a cat.", "coffee.jpg": "a cup. a spoon.",
+                                  "astronaut.jpg": "a person. a flag."})
             if examples:
                 gr.Examples(examples, inputs=[text_image, prompt])
-            text_button.click(_shown(text_mode), [text_image, prompt, box_threshold, text_threshold],
+            text_button.click(_shown(text_mode), [text_image, prompt, *text_controls],
                               [text_output, text_table, text_files, text_note])
         with gr.Tab("Click", id="click"):
             click_state = gr.State(ClickState())
             with gr.Row():
                 with gr.Column():
-                    click_image = UploadedImage(type="filepath", label="Image: click to add prompts", elem_id="click-image")
+                    click_image = UploadedImage(type="filepath", label="Image: click to add prompts",
+                                                elem_id="click-image")
                     click_mode = gr.Radio(["positive point", "negative point", "box corner"], value="positive point",
                                           label="A click adds", elem_id="click-mode")
                     clear = gr.Button("Clear prompts", elem_id="click-clear")
@@ -129,19 +141,42 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
             with gr.Row():
                 with gr.Column():
                     every_image = UploadedImage(type="filepath", label="Image", elem_id="every-image")
-                    points_per_side = gr.Slider(4, 64, value=32, step=1, label="Points per side", elem_id="every-points")
-                    iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold", elem_id="every-iou")
-                    stability_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold", elem_id="every-stability")
+                    points_per_side = gr.Slider(4, 64, value=32, step=1, label="Points per side",
+                                                elem_id="every-points")
+                    iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold",
+                                           elem_id="every-iou")
+                    stability_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold",
+                                                 elem_id="every-stability")
                     every_button = gr.Button("Segment everything", variant="primary", elem_id="every-run")
                 with gr.Column():
                     every_output = gr.Image(label="Segments", elem_id="every-output", interactive=False)
                     every_note = gr.Markdown(elem_id="every-note")
-            every_table = gr.Dataframe(headers=TABLE_HEADERS, label="Segments", elem_id="every-table", interactive=False)
+            every_table = gr.Dataframe(headers=TABLE_HEADERS, label="Segments", elem_id="every-table",
+                                       interactive=False)
             every_files = gr.File(label="Downloads", file_count="multiple", elem_id="every-files")
             every_button.click(_shown(everything_mode), [every_image, points_per_side, iou_thresh, stability_thresh],
                                [every_output, every_table, every_files, every_note])
     page.queue(default_concurrency_limit=1, max_size=16)  # one model run at a time on a small CPU machine
     return page
+
+
+def _option_controls(names: tuple[str, ...], tab: str) -> list:
+    """Gradio inputs for pipeline options, with their labels, defaults, ranges and choices."""
+    import gradio as gr
+
+    controls = []
+    for spec in (s for s in option_specs(PipelineOptions) if s.name in names):
+        elem_id = f"{tab}-{spec.name.replace('_', '-')}"
+        if spec.choices:
+            controls.append(gr.Radio(list(spec.choices), value=spec.default, label=spec.label, info=spec.help,
+                                     elem_id=elem_id))
+        elif isinstance(spec.default, float):
+            controls.append(gr.Slider(spec.low or 0.0, spec.high or 1.0, value=spec.default, step=0.01,
+                                      label=spec.label, elem_id=elem_id))
+        else:
+            controls.append(gr.Number(value=spec.default, precision=0, minimum=spec.low, label=spec.label,
+                                      info=spec.help, elem_id=elem_id))
+    return controls
 
 
 def _note(*parts: str) -> str:
@@ -160,36 +195,4 @@ def launch(page, *, host: str = "127.0.0.1", port: int = 7860, max_file_size: st
                        show_error=True, ssr_mode=False, footer_links=[], **kwargs)
 
 
-def default_models(*, sam_checkpoint: str = "repvit_sam", detector: str = "hf", detector_model: str | None = None,
-                   detector_checkpoint: str | None = None, text_encoder: str | None = None,
-                   device: str = "cpu") -> DemoModels:
-    """Models built from the zoo on first use (so a missing file becomes a message on the page)."""
-
-    def make_detector():
-        from ..grounding import build_detector
-
-        return build_detector(detector, model=detector_model, checkpoint=detector_checkpoint,
-                              text_encoder=text_encoder, device=device)
-
-    def make_segmenter():
-        from ..sam import SamSegmenter
-
-        return SamSegmenter(checkpoint=sam_checkpoint, device=device)
-
-    return DemoModels(detector_factory=make_detector, segmenter_factory=make_segmenter)
-
-
-def weights_status(sam_checkpoint: str = "repvit_sam") -> str:
-    """A Markdown note when the RepViT-SAM weights are not on disk yet."""
-    from ..checkpoints import CheckpointError, resolve_checkpoint
-
-    try:
-        resolve_checkpoint(sam_checkpoint, allow_download=False)
-    except CheckpointError as err:
-        return ("**Weights not found.** " + str(err).replace("\n", " ") +
-                " Or run `repvit-plugins download`. The page works once the file is in place; a first run "
-                "otherwise tries to download it.")
-    return ""
-
-
-__all__ = ["build_app", "launch", "default_models", "weights_status"]
+__all__ = ["build_app", "launch"]

@@ -7,13 +7,15 @@ PIPELINE_WEIGHTS = ["repvit_sam", "groundingdino_swint_ogc"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", help="zoo names to fetch (default: the weights the grounded pipeline needs)")
+    parser.add_argument("names", nargs="*",
+                        help="zoo names to fetch (default: the weights the grounded pipeline needs)")
     parser.add_argument("--list", action="store_true", help="list every zoo name with its URL and whether it is cached")
     parser.add_argument("--force", action="store_true", help="download again even when the file is cached")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import ZOO, CheckpointError, cache_dir, download
+    from ..checkpoint_io import CheckpointError
+    from ..zoo import ZOO, cache_dir, download
 
     if args.list:
         for name, entry in sorted(ZOO.items()):

@@ -7,7 +7,7 @@ Layout of a cache folder::
     index-<writer>.jsonl      one line per finished shard: {"shard": ..., "keys": [...]}
 
 Shards are the source of truth. A shard is written to a temporary file, flushed to
-disk and renamed into place (``exporters.atomic.atomic_write_bytes``), so it exists
+disk and renamed into place (``io.atomic.atomic_write_bytes``), so it exists
 complete or not at all; its line is then appended to the writer's index. A process
 killed between the rename and the index line leaves a shard that the next open finds
 and indexes from the shard itself, so its images are never embedded again; a process
@@ -30,7 +30,7 @@ from typing import Iterable, Mapping, Sequence
 
 import torch
 
-from ..exporters.atomic import atomic_write_bytes, atomic_write_text
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CacheError", "EmbeddingCache", "ShardWriter"]
 

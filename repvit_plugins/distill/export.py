@@ -12,8 +12,9 @@ from typing import Mapping
 
 import torch
 
-from ..checkpoints import CheckpointError, extract_state_dict, load_checkpoint_file, resolve_checkpoint
+from ..checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file
 from ..models.repvit import ARCHS
+from ..zoo import resolve_checkpoint
 from .agreement import decode_logits
 from .teachers import load_prompt_decoder_state
 
@@ -67,7 +68,7 @@ def export_distilled_sam(checkpoint: str | os.PathLike | Mapping, teacher_checkp
     With ``verify``, the weights are first loaded into ``build_repvit_sam`` (strict keys) and one
     random image is embedded and decoded, so a broken export is never written.
     """
-    from ..exporters.atomic import atomic_write_bytes
+    from ..io.atomic import atomic_write_bytes
     from ..models.repvit import canonical_arch
 
     student = student_state_dict(checkpoint)

@@ -1,7 +1,7 @@
 """Writers for segmentation results: COCO RLE JSON, per-instance PNG masks, YOLO-seg labels, annotated images."""
-from .atomic import atomic_write_bytes, atomic_write_text
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 from .coco import coco_annotations, coco_dataset, mask_to_rle
-from .png_masks import write_png_masks
+from .png_masks import mask_files, write_png_masks
 from .yolo import yolo_seg_lines
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "atomic_write_text",
     "coco_annotations",
     "coco_dataset",
+    "mask_files",
     "mask_to_rle",
     "write_png_masks",
     "yolo_seg_lines",

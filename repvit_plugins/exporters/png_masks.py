@@ -7,23 +7,31 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from ..detections import class_names
+from ..io.atomic import atomic_write_bytes
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "object"
 
 
-def write_png_masks(detections, folder: str | Path) -> list[Path]:
-    """Write ``<i>_<class>.png`` for every mask in ``detections``; returns the paths."""
+def mask_png(mask: np.ndarray) -> bytes:
+    """A boolean mask as PNG bytes (0 / 255)."""
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_files(detections) -> list[tuple[str, bytes]]:
+    """``(<i>_<class>.png, PNG bytes)`` for every mask in ``detections``."""
     if detections.mask is None:
         return []
-    names = detections.data.get("class_name", [str(c) for c in detections.class_id])
-    paths = []
-    for i, (mask, name) in enumerate(zip(detections.mask, names)):
-        buffer = io.BytesIO()
-        Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
-        paths.append(atomic_write_bytes(Path(folder) / f"{i:03d}_{_slug(str(name))}.png", buffer.getvalue()))
-    return paths
+    return [(f"{i:03d}_{_slug(name)}.png", mask_png(mask))
+            for i, (mask, name) in enumerate(zip(detections.mask, class_names(detections)))]
+
+
+def write_png_masks(detections, folder: str | Path) -> list[Path]:
+    """Write ``<i>_<class>.png`` for every mask in ``detections``; returns the paths."""
+    return [atomic_write_bytes(Path(folder) / name, data) for name, data in mask_files(detections)]

@@ -3,8 +3,10 @@
 Importing this package loads no backend: transformers, groundingdino-py and mmdet
 are imported by :func:`build_detector` when a backend is built.
 """
-from .detector import BACKENDS, DetectorLoadError, GroundingDetector, build_detector, select_detections
-from .pipeline import GroundedSAM, MaskOptions
+from ..options import ModelOptions, PipelineOptions
+from .detector import DetectorLoadError, GroundingDetector, select_detections
+from .factory import BACKENDS, build_detector, build_grounded_sam, detector_from_options, segmenter_from_options
+from .pipeline import GroundedSAM, ImageFailure
 from .prompts import DEFAULT_MAX_TOKENS, PromptChunk, build_caption, class_text, parse_prompt, tokenize_prompt
 
 __all__ = [
@@ -13,12 +15,17 @@ __all__ = [
     "DetectorLoadError",
     "GroundedSAM",
     "GroundingDetector",
-    "MaskOptions",
+    "ImageFailure",
+    "ModelOptions",
+    "PipelineOptions",
     "PromptChunk",
     "build_caption",
     "build_detector",
+    "build_grounded_sam",
     "class_text",
+    "detector_from_options",
     "parse_prompt",
+    "segmenter_from_options",
     "select_detections",
     "tokenize_prompt",
 ]

@@ -1,11 +1,12 @@
-"""The one small interface of the grounding detectors, their shared post-processing and the factory.
+"""The one small interface of the grounding detectors and their shared post-processing.
 
-``detect(images, prompt, box_threshold, text_threshold) -> list[supervision.Detections]``,
-one per image: ``xyxy`` in pixels (``float32``, clipped to the image),
-``confidence``, ``class_id`` (an index into ``parse_prompt(prompt)``) and
+``detect(images, prompt, options) -> list[supervision.Detections]``, one per
+image: ``xyxy`` in pixels (``float32``, clipped to the image), ``confidence``,
+``class_id`` (an index into ``parse_prompt(prompt)``) and
 ``data['class_name']``. A backend turns a batch of images and one prompt chunk
 into raw ``(logits, boxes)`` (or, if its framework decodes, into boxes per
-class); prompt parsing, chunking, decoding, NMS and top-k happen here.
+class); prompt parsing, chunking, padding of extreme shapes, decoding, NMS and
+top-k happen here. The factory lives in :mod:`repvit_plugins.grounding.factory`.
 """
 from __future__ import annotations
 
@@ -15,14 +16,20 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..detections import CLASS_NAME
+from ..options import PipelineOptions
 from .prompts import DEFAULT_MAX_TOKENS, PromptChunk, parse_prompt, score_queries, tokenize_prompt
 
-__all__ = ["BACKENDS", "DetectorLoadError", "GroundingDetector", "build_detector", "select_detections"]
+__all__ = ["DetectorLoadError", "GroundingDetector", "RawDetections", "pad_for_detection", "select_detections"]
 
-BACKENDS = ("hf", "original", "mmdet")
-_NMS_MODES = ("class", "agnostic", None)
-Found = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+RawDetections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """One image's detections before NMS: xyxy in pixels ``(N, 4)``, confidence ``(N,)``, class ids ``(N,)``."""
+
+MAX_ASPECT_RATIO = 8.0
+"""Longer / shorter side beyond which an image is padded before detection (a 4000x8 strip would
+otherwise shrink to a few pixels, or to none, in the detector's resize)."""
+MIN_SIDE = 32
+"""Shorter side below which an image is padded before detection (the backbone's coarsest stride)."""
 
 
 class DetectorLoadError(RuntimeError):
@@ -37,10 +44,11 @@ def load_error(what: str, err: BaseException, hint: str) -> DetectorLoadError:
 
 
 def select_detections(xyxy: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor, *,
-                      nms: str | None = "class", nms_iou: float = 0.5,
+                      nms: str = "class", nms_iou: float = 0.5,
                       max_detections: int | None = 100) -> torch.Tensor:
-    """Indices of the detections to keep, best first: NMS (per class, class-agnostic or none), then top-k."""
-    from torchvision.ops import batched_nms, nms as plain_nms
+    """Indices of the detections to keep, best first: NMS (``'class'``, ``'agnostic'`` or ``'none'``), then top-k."""
+    from torchvision.ops import batched_nms
+    from torchvision.ops import nms as plain_nms
 
     if len(scores) == 0:
         return torch.zeros(0, dtype=torch.long)
@@ -68,6 +76,29 @@ def _as_images(images: Any) -> list[np.ndarray]:
     return out
 
 
+def pad_for_detection(image: np.ndarray) -> np.ndarray:
+    """``image`` padded at the bottom / right (black) to a shape every detector's resize can handle.
+
+    Pixel coordinates in the padded image are those of the original, so boxes only need clipping.
+    """
+    height, width = image.shape[:2]
+    target_h = max(height, MIN_SIDE, int(np.ceil(width / MAX_ASPECT_RATIO)))
+    target_w = max(width, MIN_SIDE, int(np.ceil(height / MAX_ASPECT_RATIO)))
+    if (target_h, target_w) == (height, width):
+        return image
+    padded = np.zeros((target_h, target_w, 3), dtype=image.dtype)
+    padded[:height, :width] = image
+    return padded
+
+
+def _inside(xyxy: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes clipped to ``height x width`` and the mask of those with an area left."""
+    xyxy = xyxy.clone()
+    xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
+    xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
+    return xyxy, (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+
+
 def _detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, names: Sequence[str]):
     import supervision as sv
 
@@ -75,7 +106,7 @@ def _detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, nam
         xyxy=xyxy.astype(np.float32).reshape(-1, 4),
         confidence=scores.astype(np.float32),
         class_id=class_ids.astype(int),
-        data={"class_name": np.array([names[i] for i in class_ids], dtype=str)},
+        data={CLASS_NAME: np.array([names[i] for i in class_ids], dtype=str)},
     )
 
 
@@ -87,29 +118,17 @@ class GroundingDetector(ABC):
 
     Args:
         device: torch device of the model.
-        batch_size: images per forward pass.
-        nms: ``'class'`` (per-class NMS), ``'agnostic'`` (across classes) or ``None``.
-        nms_iou: IoU above which the lower-scoring box is suppressed.
-        max_detections: most detections kept per image (``None``: all).
+        options: defaults for :meth:`detect` (thresholds, NMS, top-k, batch size); see
+            :class:`~repvit_plugins.options.PipelineOptions`.
+        **overrides: single options instead, e.g. ``nms='agnostic', max_detections=10``.
     """
 
     max_text_len: int = DEFAULT_MAX_TOKENS
 
-    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 4, nms: str | None = "class",
-                 nms_iou: float = 0.5, max_detections: int | None = 100):
-        if nms == "none":
-            nms = None
-        if nms not in _NMS_MODES:
-            raise ValueError(f"nms must be 'class', 'agnostic' or None, got {nms!r}")
-        if not 0.0 < nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
-        if max_detections is not None and max_detections < 1:
-            raise ValueError(f"max_detections must be a positive number or None, got {max_detections}")
+    def __init__(self, *, device: str | torch.device = "cpu", options: PipelineOptions | None = None,
+                 **overrides: Any):
         self.device = torch.device(device)
-        self.batch_size = max(1, int(batch_size))
-        self.nms = nms
-        self.nms_iou = float(nms_iou)
-        self.max_detections = max_detections
+        self.options = (options or PipelineOptions()).replace(**overrides)
         self._chunk_cache: dict[tuple[tuple[str, ...], int], list[PromptChunk]] = {}
 
     @property
@@ -135,22 +154,20 @@ class GroundingDetector(ABC):
 
     @staticmethod
     def decode(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk, height: int, width: int,
-               box_threshold: float, text_threshold: float) -> Found:
+               box_threshold: float, text_threshold: float) -> RawDetections:
         """One image's queries -> ``(xyxy pixels, confidence, class ids in the full class list)``."""
         keep, scores, labels = score_queries(logits[:, :len(chunk.input_ids)], chunk.spans,
                                              box_threshold, text_threshold)
         cx, cy, w, h = boxes.float()[keep].unbind(-1)
         xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-        xyxy = xyxy * torch.tensor([width, height, width, height], dtype=torch.float32)
-        xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
-        xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
+        xyxy = xyxy * torch.tensor([width, height, width, height], dtype=torch.float32)  # clipped in detect()
         class_ids = torch.tensor(chunk.class_ids, dtype=torch.long)[labels]
         return xyxy, scores, class_ids
 
     def predict_batch(self, images: list[np.ndarray], chunks: Sequence[PromptChunk], box_threshold: float,
-                      text_threshold: float) -> list[list[Found]]:
-        """Per image, one :data:`Found` per chunk (before NMS): :meth:`forward` then :meth:`decode`."""
-        found: list[list[Found]] = [[] for _ in images]
+                      text_threshold: float) -> list[list[RawDetections]]:
+        """Per image, one :data:`RawDetections` per chunk (before NMS): :meth:`forward` then :meth:`decode`."""
+        found: list[list[RawDetections]] = [[] for _ in images]
         for chunk in chunks:
             logits, boxes = self.forward(images, chunk)
             logits, boxes = logits.float().cpu(), boxes.float().cpu()
@@ -160,64 +177,30 @@ class GroundingDetector(ABC):
         return found
 
     @torch.no_grad()
-    def detect(self, images: Any, prompt: str | Sequence[str], box_threshold: float = 0.35,
-               text_threshold: float = 0.25) -> list:
+    def detect(self, images: Any, prompt: str | Sequence[str], options: PipelineOptions | None = None,
+               **overrides: Any) -> list:
         """Boxes for ``prompt`` on each image: a list of ``supervision.Detections``, one per image.
 
         Args:
             images: an RGB ``uint8`` array, a list of them (anything :func:`repvit_plugins.io.load_image` reads).
-            prompt: a caption (``"a cat. a dog."``) or a list of class names.
-            box_threshold: keep queries whose confidence is above this.
-            text_threshold: tokens above this are a query's phrase; a query needs one in its class.
+            prompt: a caption (``"a cat. a dog."``), comma-separated names or a list of class names.
+            options: thresholds, NMS, top-k and batch size (default: the detector's own).
+            **overrides: single options instead, e.g. ``box_threshold=0.3``.
         """
-        for label, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{label} must be in [0, 1], got {value}")
+        options = (options or self.options).replace(**overrides)
         arrays = _as_images(images)
         names = parse_prompt(prompt)
         chunks = self.prompt_chunks(names)
         results = []
-        for start in range(0, len(arrays), self.batch_size):
-            batch = arrays[start:start + self.batch_size]
-            for parts in self.predict_batch(batch, chunks, box_threshold, text_threshold):
+        for start in range(0, len(arrays), options.batch_size):
+            batch = arrays[start:start + options.batch_size]
+            padded = [pad_for_detection(image) for image in batch]
+            found = self.predict_batch(padded, chunks, options.box_threshold, options.text_threshold)
+            for image, parts in zip(batch, found):
                 xyxy, scores, class_ids = (torch.cat(t) for t in zip(*parts))
-                keep = select_detections(xyxy, scores, class_ids, nms=self.nms, nms_iou=self.nms_iou,
-                                         max_detections=self.max_detections)
+                xyxy, inside = _inside(xyxy, *image.shape[:2])
+                xyxy, scores, class_ids = xyxy[inside], scores[inside], class_ids[inside]
+                keep = select_detections(xyxy, scores, class_ids, nms=options.nms, nms_iou=options.nms_iou,
+                                         max_detections=options.max_detections)
                 results.append(_detections(xyxy[keep].numpy(), scores[keep].numpy(), class_ids[keep].numpy(), names))
         return results
-
-
-def build_detector(backend: str = "hf", *, model: str | None = None, checkpoint: str | None = None,
-                   text_encoder: str | None = None, device: str = "cpu", batch_size: int = 4,
-                   nms: str | None = "class", nms_iou: float = 0.5, max_detections: int | None = 100,
-                   **options: Any) -> GroundingDetector:
-    """Build a grounding detector.
-
-    Args:
-        backend: ``'hf'`` (transformers), ``'original'`` (groundingdino-py) or ``'mmdet'`` (mmdet 3.x).
-        model: ``hf``: a hub id or local directory (default ``IDEA-Research/grounding-dino-tiny``);
-            ``original`` / ``mmdet``: a config file (``original`` defaults to the package's SwinT OGC config).
-        checkpoint: weights for ``original`` (a path or zoo name, default ``groundingdino_swint_ogc``) and ``mmdet``.
-        text_encoder: a local BERT directory for ``original`` / ``mmdet`` (offline use).
-        device, batch_size, nms, nms_iou, max_detections: see :class:`GroundingDetector`.
-        **options: backend extras, e.g. ``image_size`` / ``max_size`` (test-time resize).
-    """
-    common = dict(device=device, batch_size=batch_size, nms=nms, nms_iou=nms_iou, max_detections=max_detections)
-    if backend == "hf":
-        if checkpoint is not None or text_encoder is not None:
-            raise ValueError("the 'hf' backend takes its weights and text encoder from model= (a hub id or folder); "
-                             "checkpoint= and text_encoder= are for the 'original' and 'mmdet' backends")
-        from .hf_backend import DEFAULT_HF_MODEL, HFGroundingDetector
-
-        return HFGroundingDetector(model or DEFAULT_HF_MODEL, **common, **options)
-    if backend == "original":
-        from .original_backend import OriginalGroundingDetector
-
-        return OriginalGroundingDetector(model, checkpoint, text_encoder, **common, **options)
-    if backend == "mmdet":
-        from .mmdet_backend import MMDetGroundingDetector
-
-        if model is None:
-            raise ValueError("the 'mmdet' backend needs model= (an mmdet GroundingDINO config file)")
-        return MMDetGroundingDetector(model, checkpoint, text_encoder, **common, **options)
-    raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")

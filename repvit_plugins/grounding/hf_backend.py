@@ -42,6 +42,18 @@ def _resolve(model: str) -> str:
     return model
 
 
+def _prepare_hub(source: str) -> bool:
+    """Whether to read ``source`` from the local cache only: a folder, or a hub that is offline or unreachable."""
+    from ..hub import hub_endpoint, hub_offline, reachable, use_hub_offline
+
+    if Path(source).is_dir() or hub_offline():
+        return True
+    if not reachable(hub_endpoint()):
+        use_hub_offline()  # fail in seconds with the download hint, not after minutes of retries
+        return True
+    return False
+
+
 class HFGroundingDetector(GroundingDetector):
     """transformers' Grounding DINO.
 
@@ -59,9 +71,10 @@ class HFGroundingDetector(GroundingDetector):
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
         source = _resolve(str(model))
+        local_only = _prepare_hub(source)
         try:
-            self.processor = AutoProcessor.from_pretrained(source)
-            self.model = GroundingDinoForObjectDetection.from_pretrained(source)
+            self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
+            self.model = GroundingDinoForObjectDetection.from_pretrained(source, local_files_only=local_only)
         except (OSError, ValueError) as err:
             raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
         self.model.eval().to(self.device)

@@ -14,9 +14,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
+from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
 from ..quiet import quietly
-from .detector import DetectorLoadError, Found, GroundingDetector, load_error
+from ..zoo import resolve_checkpoint
+from .detector import DetectorLoadError, GroundingDetector, RawDetections, load_error
 from .prompts import PromptChunk, class_text
 
 __all__ = ["MMDetGroundingDetector"]
@@ -104,10 +105,10 @@ class MMDetGroundingDetector(GroundingDetector):
         return self.model.language_model.tokenizer
 
     def predict_batch(self, images: list[np.ndarray], chunks: Sequence[PromptChunk], box_threshold: float,
-                      text_threshold: float) -> list[list[Found]]:
+                      text_threshold: float) -> list[list[RawDetections]]:
         from mmengine.dataset import pseudo_collate
 
-        found: list[list[Found]] = [[] for _ in images]
+        found: list[list[RawDetections]] = [[] for _ in images]
         for chunk in chunks:
             text = tuple(class_text(name) for name in chunk.names)
             samples = [self.pipeline(dict(img=np.ascontiguousarray(image[..., ::-1]), img_id=i, text=text,
@@ -115,12 +116,10 @@ class MMDetGroundingDetector(GroundingDetector):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 outputs = self.model.test_step(pseudo_collate(samples))
-            for i, (image, output) in enumerate(zip(images, outputs)):
+            for i, output in enumerate(outputs):
                 pred = output.pred_instances
                 keep = pred.scores > box_threshold
-                xyxy = pred.bboxes[keep].float().cpu()
-                xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, image.shape[1])
-                xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, image.shape[0])
+                xyxy = pred.bboxes[keep].float().cpu()  # clipped in detect()
                 class_ids = torch.tensor(chunk.class_ids, dtype=torch.long)[pred.labels[keep].cpu()]
                 found[i].append((xyxy, pred.scores[keep].float().cpu(), class_ids))
         return found

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
+from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
 from ..quiet import quietly
+from ..zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 

@@ -6,22 +6,28 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..options import PipelineOptions
 
-@dataclass
-class MaskOptions:
-    """How box prompts become masks.
+__all__ = ["GroundedSAM", "ImageFailure", "attach_masks", "refine_mask"]
 
-    Attributes:
-        multimask_output: ask SAM for 3 masks per box and keep the best-scoring one.
-        min_area: remove islands smaller than this many pixels (0: off).
-        fill_holes: fill holes smaller than ``min_area`` pixels (or any hole when ``min_area`` is 0).
-        boxes_from_masks: replace each box by the tight box of its mask.
-    """
 
-    multimask_output: bool = False
-    min_area: int = 0
-    fill_holes: bool = False
-    boxes_from_masks: bool = False
+@dataclass(frozen=True)
+class ImageFailure:
+    """Why one image of a batch has no result: the ``stage`` that failed and its ``error``."""
+
+    stage: str  # 'loading' | 'detection' | 'segmentation' | 'writing'
+    error: BaseException
+
+    @property
+    def reason(self) -> str:
+        """One line for a report that already names the image (so it never repeats the path)."""
+        err = self.error
+        text = getattr(err, "reason", None) or (str(err).strip().splitlines() or [""])[0]
+        if self.stage == "loading":
+            return text
+        if text:
+            return f"{self.stage} failed ({type(err).__name__}: {text})"
+        return f"{self.stage} failed ({type(err).__name__})"
 
 
 def refine_mask(mask: np.ndarray, min_area: int = 0, fill_holes: bool = False) -> np.ndarray:
@@ -35,12 +41,12 @@ def refine_mask(mask: np.ndarray, min_area: int = 0, fill_holes: bool = False) -
     return mask
 
 
-def attach_masks(detections, masks: np.ndarray, scores: np.ndarray, options: MaskOptions):
+def attach_masks(detections, masks: np.ndarray, scores: np.ndarray, options: PipelineOptions):
     """Return ``detections`` with ``mask`` set (and ``data['mask_score']``), refined as ``options`` say."""
     import supervision as sv
 
-    if options.min_area or options.fill_holes:
-        masks = np.stack([refine_mask(m, options.min_area, options.fill_holes) for m in masks]) if len(masks) else masks
+    if options.refines_masks and len(masks):
+        masks = np.stack([refine_mask(m, options.min_area, options.fill_holes) for m in masks])
     detections.mask = masks.astype(bool)
     detections.data["mask_score"] = np.asarray(scores, dtype=np.float32)
     if options.boxes_from_masks and len(masks):
@@ -57,38 +63,65 @@ class GroundedSAM:
     in one batched call; a list of images goes through the detector in batches.
 
     Args:
-        detector: anything with ``detect(images, prompt, box_threshold, text_threshold) -> list[Detections]``.
+        detector: anything with ``detect(images, prompt, options) -> list[Detections]``.
         segmenter: a :class:`repvit_plugins.sam.SamSegmenter` (``set_image`` + ``predict_boxes``).
-        box_threshold / text_threshold: passed to the detector.
-        mask_options: see :class:`MaskOptions`.
-        batch_size: images per detector call.
+        options: thresholds, NMS, top-k, batch size and mask refinement; by default the detector's own
+            ``options`` (those it was built with), else :class:`PipelineOptions` defaults.
+        **overrides: single options on top, e.g. ``box_threshold=0.3``.
     """
 
-    def __init__(self, detector, segmenter, *, box_threshold: float = 0.35, text_threshold: float = 0.25,
-                 mask_options: MaskOptions | None = None, batch_size: int = 4):
+    def __init__(self, detector, segmenter, options: PipelineOptions | None = None, **overrides: Any):
         self.detector = detector
         self.segmenter = segmenter
-        self.box_threshold = box_threshold
-        self.text_threshold = text_threshold
-        self.mask_options = mask_options or MaskOptions()
-        self.batch_size = max(1, batch_size)
+        base = options or getattr(detector, "options", None) or PipelineOptions()
+        self.options = base.replace(**overrides)
 
     def segment(self, image: np.ndarray, detections):
         """Add masks for ``detections``' boxes on an RGB ``image`` (one embedding, one decoder call)."""
         self.segmenter.set_image(image)
-        masks, scores = self.segmenter.predict_boxes(detections.xyxy, multimask_output=self.mask_options.multimask_output)
-        return attach_masks(detections, masks, scores, self.mask_options)
+        masks, scores = self.segmenter.predict_boxes(detections.xyxy, multimask_output=self.options.multimask)
+        return attach_masks(detections, masks, scores, self.options)
+
+    def predict_batch(self, images: Sequence[np.ndarray], prompt: str | Sequence[str]) -> list:
+        """Detections with masks for each RGB ``uint8`` array; an image that fails gets an :class:`ImageFailure`.
+
+        One image's failure (in the detector or the segmenter) never costs the others
+        their results: a failed detector batch is retried image by image.
+        """
+        results = []
+        for image, found in zip(images, self._detect(list(images), prompt)):
+            if isinstance(found, ImageFailure):
+                results.append(found)
+                continue
+            try:
+                results.append(self.segment(image, found))
+            except Exception as err:  # noqa: BLE001 - reported per image, the batch goes on
+                results.append(ImageFailure("segmentation", err))
+        return results
+
+    def _detect(self, images: list[np.ndarray], prompt: str | Sequence[str]) -> list:
+        try:
+            return self.detector.detect(images, prompt, options=self.options)
+        except Exception as err:  # noqa: BLE001 - isolate the image that fails
+            if len(images) == 1:
+                return [ImageFailure("detection", err)]
+            return [self._detect([image], prompt)[0] for image in images]
 
     def predict(self, images: Any | Sequence[Any], prompt: str | Sequence[str]):
-        """Detections with masks for one image (path, PIL or RGB array) or a list of them."""
+        """Detections with masks for one image (path, PIL or RGB array) or a list of them.
+
+        Raises:
+            the first image's error, if any image fails (:meth:`predict_batch` returns errors as values).
+        """
         from ..io import load_image
 
         single = not isinstance(images, (list, tuple))
         sources = [images] if single else list(images)
         results = []
-        for start in range(0, len(sources), self.batch_size):
-            arrays = [load_image(s) for s in sources[start:start + self.batch_size]]
-            found = self.detector.detect(arrays, prompt, box_threshold=self.box_threshold,
-                                         text_threshold=self.text_threshold)
-            results += [self.segment(array, dets) for array, dets in zip(arrays, found)]
+        for start in range(0, len(sources), self.options.batch_size):
+            arrays = [load_image(s) for s in sources[start:start + self.options.batch_size]]
+            results += self.predict_batch(arrays, prompt)
+        failure = next((r for r in results if isinstance(r, ImageFailure)), None)
+        if failure is not None:
+            raise failure.error
         return results[0] if single else results

@@ -39,14 +39,17 @@ def class_text(name: str) -> str:
 def parse_prompt(prompt: str | Sequence[str]) -> list[str]:
     """Class names (display form, stripped) of a caption or a list of names, in order, without duplicates.
 
-    A caption is split at ``.``, ``?``, ``;`` and new lines. Duplicates are found on
-    :func:`class_text` (case-insensitive); the first spelling is kept for display.
+    A caption is split at ``.``, ``?``, ``;`` and new lines; a text without ``.`` is also
+    split at commas, so ``"dog, cat"`` is two classes while ``"a dog, brown. a cat."``
+    keeps its comma. This is the one rule of the CLI, the library and the Gradio demo.
+    Duplicates are found on :func:`class_text` (case-insensitive); the first spelling
+    is kept for display.
 
     Raises:
         ValueError: the prompt holds no class name.
     """
     if isinstance(prompt, str):
-        pieces = _SEPARATORS.split(prompt)
+        pieces = _SEPARATORS.split(prompt if "." in prompt else prompt.replace(",", "."))
     elif isinstance(prompt, Sequence) and all(isinstance(p, str) for p in prompt):
         pieces = list(prompt)
     else:

@@ -1,4 +1,4 @@
-"""Images in: robust decoding of files, PIL images and arrays into RGB ``uint8`` arrays."""
+"""Files in and out: robust decoding of images into RGB ``uint8`` arrays (``images``), atomic writes (``atomic``)."""
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, iter_image_paths, load_image
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageLoadError", "iter_image_paths", "load_image"]

@@ -42,7 +42,15 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageLoadError(ValueError):
-    """An input could not be turned into an image; the message names it and says why."""
+    """An input could not be turned into an image: ``source`` names it, ``reason`` says why.
+
+    ``str(err)`` is ``"<source>: <reason>"``; a report that already names the source shows ``reason``.
+    """
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
 
 
 def _is_url(text: str) -> bool:
@@ -51,7 +59,7 @@ def _is_url(text: str) -> bool:
 
 def _url_error(text: str) -> ImageLoadError:
     return ImageLoadError(
-        f"{text}: URLs are not fetched (this library never uses the network). "
+        text, "URLs are not fetched (this library never uses the network). "
         "Download the file first and pass its local path."
     )
 
@@ -73,19 +81,19 @@ def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
             return array.astype(np.uint8)
         if low >= 0 and high <= 65535:
             return np.round(array / 257.0).astype(np.uint8)
-        raise ImageLoadError(f"{what}: integer pixel values in [{low}, {high}] fit neither 8 nor 16 bits; "
+        raise ImageLoadError(what, f"integer pixel values in [{low}, {high}] fit neither 8 nor 16 bits; "
                              "scale the image to 0..255 first.")
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            raise ImageLoadError(f"{what}: the float image holds NaN or infinite values.")
+            raise ImageLoadError(what, "the float image holds NaN or infinite values.")
         low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
         if low >= 0 and high <= 1:
             return np.round(array * 255.0).astype(np.uint8)
         if low >= 0 and high <= 255:
             return np.round(array).astype(np.uint8)
-        raise ImageLoadError(f"{what}: float pixel values in [{low:g}, {high:g}]; "
+        raise ImageLoadError(what, f"float pixel values in [{low:g}, {high:g}]; "
                              "expected [0, 1] (or [0, 255]). Scale the image first.")
-    raise ImageLoadError(f"{what}: unsupported pixel type {array.dtype}.")
+    raise ImageLoadError(what, f"unsupported pixel type {array.dtype}.")
 
 
 def _composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -97,13 +105,13 @@ def _composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def _array_to_rgb(array: np.ndarray, bgr: bool, what: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and min(array.shape[1:]) > 4:
-        raise ImageLoadError(f"{what}: looks channels-first (CxHxW); pass array.transpose(1, 2, 0) (HxWxC).")
+        raise ImageLoadError(what, "looks channels-first (CxHxW); pass array.transpose(1, 2, 0) (HxWxC).")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (2, 3, 4)):
-        raise ImageLoadError(f"{what}: expected an HxW, HxWx1, HxWx2, HxWx3 or HxWx4 array, got shape {array.shape}.")
+        raise ImageLoadError(what, f"expected an HxW, HxWx1, HxWx2, HxWx3 or HxWx4 array, got shape {array.shape}.")
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ImageLoadError(f"{what}: the image is empty (shape {array.shape}).")
+        raise ImageLoadError(what, f"the image is empty (shape {array.shape}).")
     array = _to_uint8(array, what)
     if array.ndim == 2:
         return np.ascontiguousarray(np.repeat(array[..., None], 3, axis=2))
@@ -140,7 +148,7 @@ def _pil_to_rgb(image: Any, what: str) -> np.ndarray:
     try:  # CMYK, YCbCr, LAB, HSV and anything else PIL knows how to convert
         return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
     except (ValueError, OSError) as err:
-        raise ImageLoadError(f"{what}: cannot convert PIL mode {mode!r} to RGB ({err}).") from err
+        raise ImageLoadError(what, f"cannot convert PIL mode {mode!r} to RGB ({err}).") from err
 
 
 @contextmanager
@@ -165,7 +173,7 @@ def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
 
 def _too_big(what: str, size: str, max_pixels: int | None) -> ImageLoadError:
     return ImageLoadError(
-        f"{what}: {size} exceeds the limit of {max_pixels:,} pixels (a guard against decompression bombs). "
+        what, f"{size} exceeds the limit of {max_pixels:,} pixels (a guard against decompression bombs). "
         "If you trust the file, raise the limit (load_image(..., max_pixels=N), or None for no limit) "
         "or downscale it first."
     )
@@ -176,14 +184,30 @@ def _check_pixels(width: int, height: int, max_pixels: int | None, what: str) ->
         raise _too_big(what, f"{width}x{height} = {width * height:,} pixels", max_pixels)
 
 
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
+               b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+
+
+def _signature(path: Path) -> str | None:
+    """The image format a file's first bytes announce, if any."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
+
+
 def _load_file(path: Path, max_pixels: int | None) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     what = str(path)
     if not path.exists():
-        raise ImageLoadError(f"{what}: no such file.")
+        raise ImageLoadError(what, "no such file.")
     if path.is_dir():
-        raise ImageLoadError(f"{what}: is a folder, not an image file (use iter_image_paths to list its images).")
+        raise ImageLoadError(what, "is a folder, not an image file (use iter_image_paths to list its images).")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(what, "the file is empty (0 bytes).")
     try:
         with _pil_pixel_limit(max_pixels), Image.open(path) as image:
             _check_pixels(image.width, image.height, max_pixels, what)
@@ -196,11 +220,14 @@ def _load_file(path: Path, max_pixels: int | None) -> np.ndarray:
     except ImageLoadError:
         raise
     except UnidentifiedImageError as err:
-        raise ImageLoadError(f"{what}: not an image file (or a format Pillow cannot read).") from err
+        kind = _signature(path)
+        if kind:
+            raise ImageLoadError(what, f"starts like a {kind} file but is truncated or corrupt.") from err
+        raise ImageLoadError(what, "not an image file (or a format Pillow cannot read).") from err
     except Image.DecompressionBombError as err:
         raise _too_big(what, "the image size", max_pixels) from err
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as err:
-        raise ImageLoadError(f"{what}: the image is truncated or corrupt ({err}).") from err
+        raise ImageLoadError(what, f"the image is truncated or corrupt ({err}).") from err
 
 
 # --------------------------------------------------------------------------- public
@@ -232,7 +259,7 @@ def load_image(source: Any, *, bgr: bool = False, max_pixels: int | None = DEFAU
         return _pil_to_rgb(source, f"PIL image ({source.mode}, {source.width}x{source.height})")
     if hasattr(source, "__array__"):
         return _array_to_rgb(np.asarray(source), bgr, f"{type(source).__name__} input")
-    raise ImageLoadError(f"cannot read an image from a {type(source).__name__}; "
+    raise ImageLoadError(f"a {type(source).__name__}", "cannot read an image from it; "
                          "pass a file path, a PIL image or an HxWx3 numpy array.")
 
 
@@ -272,11 +299,11 @@ def iter_image_paths(inputs: Sequence[str | os.PathLike], recursive: bool = True
         elif glob.has_magic(text):
             matches = [Path(m) for m in glob.glob(os.path.expanduser(text), recursive=recursive)]
             if not matches:
-                raise ImageLoadError(f"{text}: the pattern matches no file.")
+                raise ImageLoadError(text, "the pattern matches no file.")
             candidates = [p for m in matches for p in (_folder_images(m, recursive) if m.is_dir() else [m])
                           if p.suffix.lower() in IMAGE_EXTENSIONS]
         else:
-            raise ImageLoadError(f"{text}: no such file or folder (check the path, or quote a glob pattern).")
+            raise ImageLoadError(text, "no such file or folder (check the path, or quote a glob pattern).")
         for candidate in candidates:
             found.setdefault(candidate.resolve(), candidate)
     return sorted(found.values(), key=lambda p: str(p))

@@ -6,7 +6,7 @@ mmdet 2.x / mmseg 0.x checkpoints load under ``backbone.features...`` as they
 are. It adds what a detector or segmentor needs: tapping block outputs,
 freezing, BN kept in eval mode, SyncBN under distributed training, and
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` for every checkpoint
-layout :func:`repvit_plugins.checkpoints.load_repvit_weights` accepts.
+layout :func:`repvit_plugins.models.factory.load_repvit_weights` accepts.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..checkpoints import load_repvit_weights
+from ..models.factory import load_repvit_weights
 from ..models.repvit import RepViT
 
 __all__ = ["RepViTBackbone"]

@@ -15,14 +15,21 @@ from mmengine.model import revert_sync_batchnorm
 from ..models.repvit import reparameterize
 from . import register_safe_globals
 
-__all__ = ["load_model", "draw_prediction"]
+__all__ = ["UnsupportedScopeError", "load_model", "draw_prediction"]
 
 SUPPORTED_SCOPES = ("mmdet", "mmseg")
 
 
+class UnsupportedScopeError(ValueError):
+    """The config's ``default_scope`` is neither mmdet nor mmseg."""
+
+
 def load_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu",
                fuse: bool = False) -> torch.nn.Module:
-    """Build the config's model, load ``checkpoint`` (weights_only), optionally re-parameterize."""
+    """Build the config's model, load ``checkpoint`` (weights_only), optionally re-parameterize.
+
+    Raises :class:`UnsupportedScopeError` for a config of another ``default_scope``.
+    """
     register_safe_globals()
     cfg = Config.fromfile(str(config))
     scope = cfg.get("default_scope")
@@ -35,8 +42,8 @@ def load_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu
 
         model = init_model(cfg, str(checkpoint), device=device)
     else:
-        raise SystemExit(f"{config}: default_scope is {scope!r}; the image demo runs mmdet or mmseg configs "
-                         f"({', '.join(SUPPORTED_SCOPES)}).")
+        raise UnsupportedScopeError(f"{config}: default_scope is {scope!r}; the image demo runs mmdet or mmseg "
+                                    f"configs ({', '.join(SUPPORTED_SCOPES)}).")
     model = revert_sync_batchnorm(model).eval()
     model.scope = scope
     return reparameterize(model) if fuse else model

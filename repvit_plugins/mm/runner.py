@@ -34,7 +34,8 @@ _SCOPE_TRAITS = {
 }
 
 
-def parse_with_launcher(parser: argparse.ArgumentParser, argv: list[str] | None, dist_script: str) -> argparse.Namespace:
+def parse_with_launcher(parser: argparse.ArgumentParser, argv: list[str] | None,
+                        dist_script: str) -> argparse.Namespace:
     """Add ``--launcher`` / ``--local-rank`` (set by ``dist_script``), parse ``argv`` and export ``LOCAL_RANK``."""
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                         help=f"job launcher; {dist_script} passes 'pytorch' (torchrun)")

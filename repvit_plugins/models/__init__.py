@@ -1,5 +1,6 @@
 """RepViT models: the classification family and the RepViT-SAM encoder."""
-from .repvit import ARCHS, RepViT, RepViTArch, build_repvit, canonical_arch, reparameterize
+from .factory import build_repvit
+from .repvit import ARCHS, RepViT, RepViTArch, canonical_arch, reparameterize
 
 __all__ = ["ARCHS", "RepViT", "RepViTArch", "build_repvit", "canonical_arch", "reparameterize", "build_repvit_sam"]
 

@@ -22,7 +22,6 @@ __all__ = [
     "ARCHS",
     "RepViTArch",
     "RepViT",
-    "build_repvit",
     "canonical_arch",
     "reparameterize",
 ]
@@ -352,19 +351,4 @@ def reparameterize(model: nn.Module) -> nn.Module:
             setattr(model, name, fuse())
         else:
             reparameterize(child)
-    return model
-
-
-def build_repvit(arch: str = "m1_1", num_classes: int = 1000, distillation: bool = False,
-                 pretrained: str | None = None, **kwargs) -> RepViT:
-    """Build a RepViT; ``pretrained`` is a path, URL-free zoo name or ``None``.
-
-    Accepted checkpoint layouts: raw state dict, ``{'model': ...}``,
-    ``{'state_dict': ...}`` (``backbone.`` prefixes stripped) and timm's layout.
-    """
-    model = RepViT(arch, num_classes=num_classes, distillation=distillation, **kwargs)
-    if pretrained is not None:
-        from ..checkpoints import load_repvit_weights
-
-        load_repvit_weights(model, pretrained)
     return model

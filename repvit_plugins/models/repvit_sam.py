@@ -95,10 +95,11 @@ def _build_sam(encoder: nn.Module, img_size: int):
 def load_sam_checkpoint(sam: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:
     """Load a flat SAM state dict (path, zoo name or dict) with strict key checking.
 
-    Raises :class:`~repvit_plugins.checkpoints.CheckpointError` naming missing,
+    Raises :class:`~repvit_plugins.checkpoint_io.CheckpointError` naming missing,
     unexpected or mis-shaped keys.
     """
-    from ..checkpoints import extract_state_dict, load_checkpoint_file, resolve_checkpoint, strict_load
+    from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
+    from ..zoo import resolve_checkpoint
 
     if isinstance(checkpoint, Mapping):
         state, what = extract_state_dict(dict(checkpoint)), "state dict"

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 __all__ = ["DecoderContext", "FastMaskDecoder"]
 
 
-def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """``B x L x (h*d)`` -> ``B x h x L x d`` (a view)."""
     b, length, c = x.shape
     return x.view(b, length, num_heads, c // num_heads).transpose(1, 2)
@@ -99,22 +99,23 @@ class FastMaskDecoder(nn.Module):
         q = attn.q_proj(queries)
         if shared:  # one image for all prompts: their tokens form one long query list
             q = q.reshape(1, b * t, -1)
-        out = F.scaled_dot_product_attention(_heads(q, attn.num_heads), _heads(k, attn.num_heads),
-                                             _heads(v, attn.num_heads))
+        out = F.scaled_dot_product_attention(_split_heads(q, attn.num_heads), _split_heads(k, attn.num_heads),
+                                             _split_heads(v, attn.num_heads))
         return attn.out_proj(out.transpose(1, 2).reshape(b, t, -1))
 
     @staticmethod
     def _image_to_token(attn: nn.Module, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                         shared: bool) -> torch.Tensor:
-        """Image queries (``1 x N x c`` if ``shared``, else ``B x N x c``; projected) attend to tokens -> ``B x N x C``."""
+        """Image queries (``1 x N x c`` if ``shared``, else ``B x N x c``; projected) attend to tokens
+        -> ``B x N x C``."""
         heads = attn.num_heads
         b, t, _ = keys.shape
         n = q.shape[1]
-        k = _heads(attn.k_proj(keys), heads)  # B h T d
+        k = _split_heads(attn.k_proj(keys), heads)  # B h T d
         v = attn.v_proj(values).view(b, t, heads, -1)  # B T h d
         out_w = attn.out_proj.weight.view(attn.out_proj.out_features, heads, -1).permute(1, 2, 0)  # h d C
         vw = (v.transpose(1, 2) @ out_w).reshape(b, heads * t, -1)  # B (h T) C
-        qh = _heads(q, heads)  # 1|B h N d
+        qh = _split_heads(q, heads)  # 1|B h N d
         scale = qh.shape[-1] ** -0.5
         if shared:
             scores = qh[0] @ k.permute(1, 3, 0, 2).reshape(heads, -1, b * t)  # h N (B T)

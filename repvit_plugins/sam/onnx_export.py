@@ -10,26 +10,32 @@ Decoder graph (any number of prompts and points): ``image_embeddings``,
 -> ``low_res_masks`` (``B x 4 x 4h x 4w``: the single-mask output then the three
 multimask outputs) and ``iou_predictions`` (``B x 4``). Upscaling to the image
 size stays outside the graph, exactly as ``SamPredictor`` does it.
+
+:func:`check_encoder` and :func:`check_decoder` compare an exported file run in
+onnxruntime with the PyTorch model.
 """
 from __future__ import annotations
 
 import copy
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from ..numeric_agreement import relative_error
 from ..quiet import quietly
+from .decoder_inputs import DECODER_INPUTS, decoder_feeds
+from .ort_backend import OrtImageEncoder, OrtPromptDecoder
 
 __all__ = [
-    "ENCODER_INPUTS", "ENCODER_OUTPUTS", "DECODER_INPUTS", "DECODER_OUTPUTS",
-    "PromptDecoder", "fused_encoder", "export_encoder", "export_decoder", "decoder_feeds",
+    "ENCODER_INPUTS", "ENCODER_OUTPUTS", "DECODER_OUTPUTS", "PromptDecoder", "fused_encoder", "export_encoder",
+    "export_decoder", "check_encoder", "check_decoder",
 ]
 
 ENCODER_INPUTS = ["image"]
 ENCODER_OUTPUTS = ["image_embeddings"]
-DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 DECODER_OUTPUTS = ["low_res_masks", "iou_predictions"]
 
 
@@ -61,37 +67,6 @@ class PromptDecoder(nn.Module):
         sparse = self.embedder._embed_points(point_coords, point_labels)
         dense = self.embedder._embed_masks(mask_input, has_mask_input)
         return self.mask_decoder.predict_masks(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense)
-
-
-def decoder_feeds(image_embeddings: torch.Tensor, point_coords: torch.Tensor | None,
-                  point_labels: torch.Tensor | None, boxes: torch.Tensor | None,
-                  mask_input: torch.Tensor | None, mask_size: tuple[int, int]) -> dict:
-    """Predictor-style prompts (input frame, batched as ``SamPredictor.predict_torch``) -> decoder inputs.
-
-    Points come first, then the two box corners; without a box a padding point is
-    appended, exactly as ``PromptEncoder`` does.
-    """
-    batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
-    coords, labels = [], []
-    if point_coords is not None:
-        coords.append(point_coords.float())
-        labels.append(point_labels.float())
-    if boxes is not None:
-        coords.append(boxes.float().reshape(-1, 2, 2))
-        labels.append(torch.tensor([[2.0, 3.0]]).expand(batch, 2))
-    else:
-        coords.append(torch.zeros(batch, 1, 2))
-        labels.append(-torch.ones(batch, 1))
-    has_mask = mask_input is not None
-    if not has_mask:
-        mask_input = torch.zeros(batch, 1, *mask_size)
-    return {
-        "image_embeddings": image_embeddings.float().contiguous(),
-        "point_coords": torch.cat(coords, dim=1).contiguous(),
-        "point_labels": torch.cat(labels, dim=1).contiguous(),
-        "mask_input": mask_input.float().expand(batch, -1, -1, -1).contiguous(),
-        "has_mask_input": torch.tensor([float(has_mask)]),
-    }
 
 
 def fused_encoder(sam: nn.Module) -> nn.Module:
@@ -152,3 +127,29 @@ def export_decoder(sam: nn.Module, path: str | os.PathLike, *, opset: int | None
     dynamic = {"image_embeddings": None, "point_coords": {0: batch, 1: count}, "point_labels": {0: batch, 1: count},
                "mask_input": {0: batch}, "has_mask_input": None}
     return _export(decoder, example, path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset, verbose)
+
+
+def check_encoder(sam: nn.Module, path: str | os.PathLike,
+                  measure: Callable[[torch.Tensor, torch.Tensor], float] = relative_error,
+                  image: torch.Tensor | None = None) -> float:
+    """``measure`` between the encoder file in onnxruntime and ``sam``'s encoder on ``image`` (default: random)."""
+    size = sam.image_encoder.img_size
+    if image is None:
+        image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = sam.image_encoder(image)
+    return measure(OrtImageEncoder(path, size)(image), reference)
+
+
+def check_decoder(sam: nn.Module, path: str | os.PathLike) -> float:
+    """Largest relative error of the decoder file in onnxruntime vs :class:`PromptDecoder` (5 point + box prompts)."""
+    gen = torch.Generator().manual_seed(0)
+    grid = sam.prompt_encoder.image_embedding_size
+    size = sam.image_encoder.img_size
+    embedding = torch.randn(1, sam.prompt_encoder.embed_dim, *grid, generator=gen)
+    boxes = torch.sort(torch.rand(5, 2, 2, generator=gen) * size, dim=1).values.reshape(5, 4)
+    feeds = decoder_feeds(embedding, torch.rand(5, 2, 2, generator=gen) * size, torch.tensor([[1, 0]] * 5), boxes,
+                          None, sam.prompt_encoder.mask_input_size)
+    with torch.no_grad():
+        reference = PromptDecoder(sam)(**feeds)
+    return max(relative_error(o, r) for o, r in zip(OrtPromptDecoder(path)(feeds), reference))

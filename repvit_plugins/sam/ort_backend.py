@@ -71,6 +71,9 @@ class OrtPromptDecoder:
         self.session = create_session(path, threads)
 
     def __call__(self, feeds: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``feeds`` from :func:`~repvit_plugins.sam.onnx_export.decoder_feeds` -> (low-res logits, IoU), all 4 tokens."""
+        """``feeds`` from :func:`~repvit_plugins.sam.decoder_inputs.decoder_feeds` -> (low-res logits, IoU).
+
+        Both hold all 4 mask tokens (the single-mask output first).
+        """
         masks, iou = self.session.run(None, {k: _numpy(v) for k, v in feeds.items()})
         return torch.from_numpy(masks), torch.from_numpy(iou)

@@ -15,14 +15,14 @@ import torch
 from segment_anything import SamPredictor
 
 from .decoder import FastMaskDecoder
-from .onnx_export import decoder_feeds
+from .decoder_inputs import decoder_feeds, prompt_count
 
-__all__ = ["FastSamPredictor", "image_key", "DECODERS"]
+__all__ = ["FastSamPredictor", "image_content_key", "DECODERS"]
 
 DECODERS = ("fast", "sam", "onnxruntime")
 
 
-def image_key(image: np.ndarray, image_format: str = "RGB") -> str:
+def image_content_key(image: np.ndarray, image_format: str = "RGB") -> str:
     """A content hash of an image (pixels, shape, dtype, channel order)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{image.shape}{image.dtype}{image_format}".encode())
@@ -30,7 +30,7 @@ def image_key(image: np.ndarray, image_format: str = "RGB") -> str:
     return digest.hexdigest()
 
 
-def _rows(tensor: torch.Tensor | None, start: int, count: int, batch: int) -> torch.Tensor | None:
+def _prompt_rows(tensor: torch.Tensor | None, start: int, count: int, batch: int) -> torch.Tensor | None:
     """Rows ``start:start+count`` of a per-prompt tensor; shared tensors (batch 1) as they are."""
     if tensor is None or tensor.shape[0] != batch:
         return tensor
@@ -69,7 +69,7 @@ class FastSamPredictor(SamPredictor):
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Embed ``image`` (``H x W x 3`` uint8), or reuse its embedding if this content was seen recently."""
-        key = image_key(image, image_format)
+        key = image_content_key(image, image_format)
         if key == self.image_key and self.is_image_set:
             return
         cached = self._cache.get(key)
@@ -94,7 +94,7 @@ class FastSamPredictor(SamPredictor):
         self.image_key = None
 
     def has_cached(self, key: str) -> bool:
-        """Whether the embedding of the image with this :func:`image_key` is remembered."""
+        """Whether the embedding of the image with this :func:`image_content_key` is remembered."""
         return key in self._cache
 
     def clear_cache(self) -> None:
@@ -128,7 +128,8 @@ class FastSamPredictor(SamPredictor):
         keep = slice(1, None) if multimask_output else slice(0, 1)
         return low[:, keep].to(self.device), iou[:, keep].to(self.device)
 
-    def _chunk(self) -> int:
+    def _prompts_per_step(self) -> int:
+        """Prompts decoded per step: ``chunk_size``, or as many as keep the activations in the CPU cache."""
         if self.chunk_size:
             return self.chunk_size
         h, w = self.model.prompt_encoder.image_embedding_size
@@ -144,11 +145,11 @@ class FastSamPredictor(SamPredictor):
         """
         if not self.is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
-        step = self._chunk()
+        batch = prompt_count(point_coords, boxes, mask_input)
+        step = self._prompts_per_step()
         outputs = []
         for start in range(0, batch, step):
-            part = [_rows(t, start, step, batch) for t in (point_coords, point_labels, boxes, mask_input)]
+            part = [_prompt_rows(t, start, step, batch) for t in (point_coords, point_labels, boxes, mask_input)]
             low, iou = self._decode(*part, multimask_output)
             if best_only and low.shape[1] > 1:
                 best = iou.argmax(dim=1)

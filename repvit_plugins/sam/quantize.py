@@ -61,8 +61,13 @@ def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike,
             (a handful is enough; each costs one float forward pass).
     """
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(calibration_images) == 0:

@@ -10,18 +10,19 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from .predictor import DECODERS, FastSamPredictor, image_key
+from ..options import SAM_BACKENDS
+from .predictor import DECODERS, FastSamPredictor, image_content_key
 from .prompts import PromptError, check_boxes, check_image, check_mask_input, check_points
 
 __all__ = ["SamSegmenter", "BACKENDS"]
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = SAM_BACKENDS
 
 
 def _weights_digest(*modules: nn.Module) -> str:
@@ -35,7 +36,7 @@ def _weights_digest(*modules: nn.Module) -> str:
 
 def _cached_onnx(sam: nn.Module, kind: str) -> Path:
     """Export the encoder or decoder once into the model cache, keyed by the weights."""
-    from ..checkpoints import cache_dir
+    from ..zoo import cache_dir
     from .onnx_export import export_decoder, export_encoder
 
     part = sam.image_encoder if kind == "encoder" else nn.ModuleList([sam.prompt_encoder, sam.mask_decoder])
@@ -88,12 +89,12 @@ class SamSegmenter:
         self.backend = backend
         model = self._torch_model(fuse, channels_last, compile) if backend == "torch" else \
             self._ort_model(encoder_onnx, threads)
-        decode: Any = decoder
+        prompt_decoder: str | Callable = decoder  # a name FastSamPredictor knows, or the onnxruntime decoder
         if decoder == "onnxruntime":
             from .ort_backend import OrtPromptDecoder
 
-            decode = OrtPromptDecoder(decoder_onnx or _cached_onnx(self.sam, "decoder"), threads)
-        self.predictor = FastSamPredictor(model, decoder=decode, cache_size=cache_size, chunk_size=chunk_size)
+            prompt_decoder = OrtPromptDecoder(decoder_onnx or _cached_onnx(self.sam, "decoder"), threads)
+        self.predictor = FastSamPredictor(model, decoder=prompt_decoder, cache_size=cache_size, chunk_size=chunk_size)
 
     def _torch_model(self, fuse: bool, channels_last: bool, compile: bool) -> nn.Module:
         from ..models.repvit import reparameterize
@@ -141,7 +142,7 @@ class SamSegmenter:
 
     def has_embedding(self, image: np.ndarray) -> bool:
         """Whether ``image``'s embedding is cached (``set_image`` will then be instant)."""
-        return self.predictor.has_cached(image_key(check_image(image)))
+        return self.predictor.has_cached(image_content_key(check_image(image)))
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current embedding, ``1 x 256 x 64 x 64`` at 1024."""

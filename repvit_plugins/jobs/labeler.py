@@ -1,5 +1,8 @@
-"""Resumable batch labelling of many images with a :class:`GroundedSAM` pipeline.
+"""Resumable batch labelling of many images with a :class:`~repvit_plugins.grounding.GroundedSAM` pipeline.
 
+The job owns folders, records and resume; the pipeline's public
+:meth:`~repvit_plugins.grounding.GroundedSAM.predict_batch` does the work and
+returns per-image failures as values, so one bad image never ends the batch.
 Every image's outputs are written atomically, then its record
 (``records/<key>.json``) last: the record is the commit point. A rerun with the
 same settings skips images that have a record, so a killed run (even ``kill -9``)
@@ -18,7 +21,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..exporters import atomic_write_bytes, atomic_write_text, coco_annotations, coco_dataset, write_png_masks, yolo_seg_lines
+from ..exporters import coco_annotations, coco_dataset, write_png_masks, yolo_seg_lines
+from ..grounding.pipeline import ImageFailure
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 
 SETTINGS_FILE = "run.json"
 
@@ -60,8 +65,8 @@ class Summary:
         return "\n".join(lines)
 
 
-def image_key(path: Path) -> str:
-    """A stable, unique output name for an input file."""
+def output_stem(path: Path) -> str:
+    """A stable, unique output name for an input file (its stem and a hash of its absolute path)."""
     digest = hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:10]
     return f"{path.stem}-{digest}"
 
@@ -143,31 +148,29 @@ class BatchLabeler:
         self._check_settings(overwrite)
         paths = sorted(dict.fromkeys(Path(p) for p in paths))
         summary = Summary(images=len(paths))
-        todo = [p for p in paths if not self._record_path(image_key(p)).is_file()]
+        todo = [p for p in paths if not self._record_path(output_stem(p)).is_file()]
         summary.skipped_done = len(paths) - len(todo)
         start = time.perf_counter()
+        batch_size = self.pipeline.options.batch_size
         with tqdm(total=len(todo), desc="segmenting", unit="img", disable=not progress) as bar:
-            for first in range(0, len(todo), self.pipeline.batch_size):
+            for first in range(0, len(todo), batch_size):
                 batch, arrays = [], []
-                for path in todo[first:first + self.pipeline.batch_size]:
+                for path in todo[first:first + batch_size]:
                     try:
                         arrays.append(load_image(path))
                         batch.append(path)
                     except ImageLoadError as err:
-                        summary.failed += 1
-                        summary.failures.append({"path": str(path), "error": str(err)})
+                        self._failed(summary, path, ImageFailure("loading", err))
                         bar.update(1)
-                if not batch:
-                    continue
-                found = self.pipeline.detector.detect(arrays, self.prompt, box_threshold=self.pipeline.box_threshold,
-                                                      text_threshold=self.pipeline.text_threshold)
-                for path, image, detections in zip(batch, arrays, found):
-                    detections = self.pipeline.segment(image, detections)
-                    key = image_key(path)
-                    record = self._write_outputs(key, path, image, detections)
-                    atomic_write_text(self._record_path(key), json.dumps(record))  # commit point
-                    summary.processed += 1
-                    summary.detections += len(detections)
+                results = self.pipeline.predict_batch(arrays, self.prompt) if batch else []
+                for path, image, result in zip(batch, arrays, results):
+                    if not isinstance(result, ImageFailure):
+                        result = self._commit(path, image, result)
+                    if isinstance(result, ImageFailure):
+                        self._failed(summary, path, result)
+                    else:
+                        summary.processed += 1
+                        summary.detections += result
                     bar.update(1)
                     if on_image is not None:
                         on_image(path)
@@ -175,12 +178,27 @@ class BatchLabeler:
         self._finish(paths, summary)
         return summary
 
+    def _commit(self, path: Path, image: np.ndarray, detections) -> int | ImageFailure:
+        """Write one image's outputs, then its record (the commit point); returns its number of detections."""
+        key = output_stem(path)
+        try:
+            record = self._write_outputs(key, path, image, detections)
+            atomic_write_text(self._record_path(key), json.dumps(record))
+        except Exception as err:  # noqa: BLE001 - a full disk or odd file name fails this image, not the batch
+            return ImageFailure("writing", err)
+        return len(detections)
+
+    @staticmethod
+    def _failed(summary: Summary, path: Path, failure: ImageFailure) -> None:
+        summary.failed += 1
+        summary.failures.append({"path": str(path), "stage": failure.stage, "error": failure.reason})
+
     def _finish(self, paths: Sequence[Path], summary: Summary) -> None:
         """Assemble ``annotations.json`` from all records and write ``summary.json``."""
         if self.outputs.coco:
             images, annotations = [], []
             for image_id, path in enumerate(paths, 1):
-                record_path = self._record_path(image_key(path))
+                record_path = self._record_path(output_stem(path))
                 if not record_path.is_file():
                     continue
                 record = json.loads(record_path.read_text())

@@ -1,4 +1,4 @@
-"""Process-level speed settings: glibc's allocator.
+"""glibc malloc tuning: keep freed memory in the heap instead of returning it to the OS.
 
 With glibc's default ``malloc`` every large tensor is a fresh ``mmap`` that is
 returned on free, so PyTorch on CPU page-faults its way through each forward

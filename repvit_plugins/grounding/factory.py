@@ -1,0 +1,73 @@
+"""Build detectors, segmenters and the grounded pipeline by name, or from :class:`~repvit_plugins.options.ModelOptions`.
+
+The backends never import this module; it imports each backend only when asked for it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..options import DETECTOR_BACKENDS, ModelOptions, PipelineOptions
+from .detector import GroundingDetector
+
+__all__ = ["BACKENDS", "build_detector", "build_grounded_sam", "detector_from_options", "segmenter_from_options"]
+
+BACKENDS = DETECTOR_BACKENDS
+
+
+def build_detector(backend: str = "hf", *, model: str | None = None, checkpoint: str | None = None,
+                   text_encoder: str | None = None, device: str = "cpu", options: PipelineOptions | None = None,
+                   **kwargs: Any) -> GroundingDetector:
+    """Build a grounding detector.
+
+    Args:
+        backend: ``'hf'`` (transformers), ``'original'`` (groundingdino-py) or ``'mmdet'`` (mmdet 3.x).
+        model: ``hf``: a hub id or local directory (default ``IDEA-Research/grounding-dino-tiny``);
+            ``original`` / ``mmdet``: a config file (``original`` defaults to the package's SwinT OGC config).
+        checkpoint: weights for ``original`` (a path or zoo name, default ``groundingdino_swint_ogc``) and ``mmdet``.
+        text_encoder: a local BERT directory for ``original`` / ``mmdet`` (offline use).
+        device: torch device.
+        options: the detector's default thresholds, NMS, top-k and batch size.
+        **kwargs: single options (``nms='agnostic'``, ``max_detections=10``, ...) and backend extras
+            (``image_size`` / ``max_size``: test-time resize).
+    """
+    common = dict(device=device, options=options, **kwargs)
+    if backend == "hf":
+        if checkpoint is not None or text_encoder is not None:
+            raise ValueError("the 'hf' backend takes its weights and text encoder from model= (a hub id or folder); "
+                             "checkpoint= and text_encoder= are for the 'original' and 'mmdet' backends")
+        from .hf_backend import DEFAULT_HF_MODEL, HFGroundingDetector
+
+        return HFGroundingDetector(model or DEFAULT_HF_MODEL, **common)
+    if backend == "original":
+        from .original_backend import OriginalGroundingDetector
+
+        return OriginalGroundingDetector(model, checkpoint, text_encoder, **common)
+    if backend == "mmdet":
+        from .mmdet_backend import MMDetGroundingDetector
+
+        if model is None:
+            raise ValueError("the 'mmdet' backend needs model= (an mmdet GroundingDINO config file)")
+        return MMDetGroundingDetector(model, checkpoint, text_encoder, **common)
+    raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def detector_from_options(models: ModelOptions, options: PipelineOptions | None = None) -> GroundingDetector:
+    """The detector ``models`` names, with ``options`` as its defaults."""
+    return build_detector(models.detector, model=models.detector_model, checkpoint=models.detector_checkpoint,
+                          text_encoder=models.text_encoder, device=models.resolved_device(), options=options)
+
+
+def segmenter_from_options(models: ModelOptions):
+    """The :class:`~repvit_plugins.sam.SamSegmenter` ``models`` names."""
+    from ..sam import SamSegmenter
+
+    return SamSegmenter(checkpoint=models.sam_checkpoint, backend=models.encoder_backend,
+                        device=models.resolved_device(), arch=models.sam_arch, img_size=models.sam_image_size,
+                        encoder_onnx=models.sam_encoder_onnx)
+
+
+def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = None):
+    """Detector + segmenter of ``models`` as a :class:`~repvit_plugins.grounding.GroundedSAM` run with ``options``."""
+    from .pipeline import GroundedSAM
+
+    return GroundedSAM(detector_from_options(models, options), segmenter_from_options(models), options)

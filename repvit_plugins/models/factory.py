@@ -1,0 +1,56 @@
+"""Build a RepViT and load its weights from a path, zoo name or state dict, in any accepted layout."""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
+from ..zoo import resolve_checkpoint
+from .repvit import RepViT
+from .repvit_keys import is_timm_layout, timm_to_official
+
+__all__ = ["build_repvit", "load_repvit_weights"]
+
+_WRAPPER_PREFIXES = ("backbone.", "image_encoder.", "model.")
+
+
+def load_repvit_weights(model: nn.Module, spec: str | os.PathLike | Mapping[str, torch.Tensor], *,
+                        prefix: str | None = None) -> nn.Module:
+    """Load RepViT weights from a path, zoo name or state dict, in any accepted layout.
+
+    Layouts: raw state dict, ``{'model': ...}``, ``{'state_dict': ...}`` (with
+    ``backbone.`` prefixes), timm's ``RepVit``. Classifier heads in the file are
+    ignored when the model has none (backbone use).
+    """
+    if isinstance(spec, Mapping) and all(torch.is_tensor(v) for v in spec.values()):
+        state = dict(spec)
+        what = "state dict"
+    else:
+        path = resolve_checkpoint(spec)
+        state = extract_state_dict(load_checkpoint_file(path))
+        what = str(path)
+    if prefix is None:
+        prefix = next((p for p in _WRAPPER_PREFIXES if any(k.startswith(p) for k in state)), "")
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if is_timm_layout(state):
+        state = timm_to_official(state, model.arch_name)
+    has_head = getattr(model, "classifier", None) is not None
+    strict_load(model, state, ignore=None if has_head else r"classifier\.|neck\.", what=what)
+    return model
+
+
+def build_repvit(arch: str = "m1_1", num_classes: int = 1000, distillation: bool = False,
+                 pretrained: str | None = None, **kwargs) -> RepViT:
+    """Build a RepViT; ``pretrained`` is a path, URL-free zoo name or ``None``.
+
+    Accepted checkpoint layouts: raw state dict, ``{'model': ...}``,
+    ``{'state_dict': ...}`` (``backbone.`` prefixes stripped) and timm's layout.
+    """
+    model = RepViT(arch, num_classes=num_classes, distillation=distillation, **kwargs)
+    if pretrained is not None:
+        load_repvit_weights(model, pretrained)
+    return model
