@@ -136,10 +136,14 @@ class ModelOptions(_Options):
                                                     "(default groundingdino_swint_ogc)")
     text_encoder: str | None = _option(None, "original/mmdet: local BERT folder (bert-base-uncased) for offline use",
                                        affects_results=False)
-    sam_checkpoint: str = _option("repvit_sam", "RepViT-SAM checkpoint path or zoo name")
-    sam_arch: str = _option("m2_3", "RepViT variant of the encoder (m2_3 for the official RepViT-SAM; others for "
-                                    "distilled students)")
-    sam_image_size: int = _option(1024, "encoder input side the checkpoint was made for", low=16)
+    sam_model: str = _option("repvit_sam", "SAM model: repvit_sam (RepViT-SAM, M2.3), repvit_sam_<arch> (a distilled "
+                                           "RepViT student), mobile_sam, sam_vit_b, sam_vit_l or sam_vit_h")
+    sam_checkpoint: str | None = _option(None, "SAM checkpoint path or zoo name (default: the model's official "
+                                               "weights from the zoo)")
+    sam_arch: str = _option("m2_3", "RepViT variant of a repvit_sam encoder (m2_3 for the official RepViT-SAM; others "
+                                    "for distilled students: the same as --sam-model repvit_sam_<arch>)")
+    sam_image_size: int | None = _option(None, "encoder input side the checkpoint was made for (default: the "
+                                               "model's, 1024)", low=16)
     sam_backend: str = _option("torch", "image-encoder runtime (onnxruntime exports the encoder once into the model "
                                         "cache)", choices=SAM_BACKENDS, affects_results=False)
     sam_encoder_onnx: str | None = _option(None, "encoder ONNX file from tools/export_onnx.py to run in onnxruntime, "
@@ -152,6 +156,15 @@ class ModelOptions(_Options):
     def encoder_backend(self) -> str:
         """The encoder runtime that runs: an encoder ONNX file means onnxruntime."""
         return "onnxruntime" if self.sam_encoder_onnx else self.sam_backend
+
+    @property
+    def resolved_sam_model(self) -> str:
+        """The SAM registry entry that runs (``--sam-arch`` picks a RepViT student of ``repvit_sam``)."""
+        if self.sam_model != "repvit_sam":
+            return self.sam_model
+        from .models.sam_registry import repvit_sam_name
+
+        return repvit_sam_name(self.sam_arch)
 
     def resolved_device(self) -> str:
         if self.device:

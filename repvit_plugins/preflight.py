@@ -78,7 +78,10 @@ def needed_weights(models: ModelOptions) -> list[Need]:
             spec = models.detector_checkpoint or "groundingdino_swint_ogc"
             needs.append(_checkpoint_need("Grounding DINO checkpoint", spec, "--detector-checkpoint"))
         needs.append(_model_need("BERT text encoder", models.text_encoder or BERT, "--text-encoder"))
-    needs.append(_checkpoint_need("RepViT-SAM checkpoint", models.sam_checkpoint, "--sam-checkpoint"))
+    from .grounding.factory import sam_checkpoint_of
+
+    needs.append(_checkpoint_need(f"SAM checkpoint ({models.resolved_sam_model})", sam_checkpoint_of(models),
+                                  "--sam-checkpoint"))
     if models.sam_encoder_onnx:
         needs.append(Need("SAM encoder ONNX file", "file", models.sam_encoder_onnx, "--sam-encoder-onnx"))
     return needs

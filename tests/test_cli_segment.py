@@ -183,6 +183,20 @@ def test_a_fault_in_the_detector_or_segmenter_fails_only_its_image(models, tmp_p
         assert json.loads((out / "summary.json").read_text())["failures"] == summary.failures
 
 
+def test_segment_with_another_sam_of_the_zoo(models, tmp_path):
+    from repvit_plugins.models import build_sam
+
+    torch.save(build_sam("mobile_sam").state_dict(), tmp_path / "mobile_sam.pt")
+    args = [a for a in _args([PHOTOS / "chelsea.jpg"], tmp_path / "out", models, "--coco")
+            if a not in ("--sam-arch", "m0_6", "--sam-image-size", "256")]
+    args[args.index("--sam-checkpoint") + 1] = str(tmp_path / "mobile_sam.pt")
+    assert cli_main([*args, "--sam-model", "mobile_sam"]) == 0
+    settings = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert settings["sam_model"] == "mobile_sam"
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert coco["annotations"] and all(a["segmentation"]["counts"] for a in coco["annotations"])
+
+
 def test_rerun_with_other_settings_is_refused(photo_folder, models, tmp_path, capsys):
     out = tmp_path / "out"
     cli_main(_args([photo_folder / "chelsea.jpg"], out, models))

@@ -72,7 +72,9 @@ def test_run_settings_hold_what_changes_results_only():
     settings = run_settings("a cat.", ModelOptions(), PipelineOptions())
     assert "batch_size" not in settings and "device" not in settings and "sam_backend" not in settings
     assert (settings["prompt"] == "a cat." and settings["box_threshold"] == 0.35
-            and settings["sam_checkpoint"] == "repvit_sam")
+            and settings["sam_model"] == "repvit_sam" and settings["sam_checkpoint"] is None)
+    assert ModelOptions(sam_arch="m0_9").resolved_sam_model == "repvit_sam_m0_9"
+    assert ModelOptions(sam_model="mobile_sam", sam_arch="m0_9").resolved_sam_model == "mobile_sam"
     assert ModelOptions(sam_encoder_onnx="x.onnx").encoder_backend == "onnxruntime"
 
 

@@ -4,8 +4,9 @@
 Encoder: unfused eager, fused, fused + channels_last, fused + channels_last +
 torch.compile (with its one-off compile time), onnxruntime, onnxruntime static
 int8 (calibrated on two demo photographs; its embedding error and the IoU of its
-box masks with the float ones, on a third photograph) and segment_anything's
-SAM ViT-B as the outside reference. The encoder input is a real photograph
+box masks with the float ones, on a third photograph), and the encoders of the
+zoo's other SAMs (``--zoo``, default MobileSAM and SAM ViT-B) as outside
+references. The encoder input is a real photograph
 (demo/images/chelsea.jpg) preprocessed as SamPredictor does. Decoder (prompt
 encoder + mask decoder + upscaling to the image, as ``predict_torch``): 1 box,
 16 boxes in one call, 16 separate calls, for segment_anything's decoder, the
@@ -46,19 +47,22 @@ DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
 MODES = ("default", "mallopt", "env")
 ENV_TUNING = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-SKIPPABLE = ("compile", "onnx", "int8", "vit_b")
+SKIPPABLE = ("compile", "onnx", "int8", "zoo")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="short run: 3 iterations, 1 warm-up, tuned allocator only, no compile and no ViT-B")
+                        help="short run: 3 iterations, 1 warm-up, tuned allocator only, no compile and no zoo models")
     parser.add_argument("--allocator", choices=(*MODES, "all"), default=None,
                         help="allocator setting(s) to measure (default: all; with --quick: mallopt)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
     parser.add_argument("--iters", type=int, default=None, help="timed encoder runs (default 10; quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up runs (default 2; quick 1)")
-    parser.add_argument("--vit-b-iters", type=int, default=3, help="timed runs of SAM ViT-B (it is slow)")
+    parser.add_argument("--zoo", nargs="*", default=["mobile_sam", "sam_vit_b"],
+                        help="other SAM models of the zoo (repvit_plugins.models.SAM_MODELS) whose encoders are timed "
+                             "eager next to RepViT-SAM")
+    parser.add_argument("--zoo-iters", type=int, default=3, help="timed runs of each zoo encoder (ViTs are slow)")
     parser.add_argument("--decoder-iters", type=int, default=None,
                         help="timed decoder runs of the many-box measurements (default 5; quick 3); "
                              "the 1-box measurement runs 4x as many")
@@ -71,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.skip = sorted(set(args.skip) | {"compile", "vit_b"})
+        args.skip = sorted(set(args.skip) | {"compile", "zoo"})
     args.allocator = args.allocator or ("mallopt" if args.quick else "all")
     args.iters = args.iters or (3 if args.quick else 10)
     args.warmup = args.warmup or (1 if args.quick else 2)
@@ -184,13 +188,16 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
             error = embedding_error(out, reference)
             results[name] = {"s": median_latency(run(ort_encoder, image), args.iters, args.warmup), "error": error,
                              "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args))}
-    if "vit_b" not in args.skip and args.img_size == 1024:
-        from segment_anything import build_sam_vit_b
+    if "zoo" not in args.skip and args.img_size == 1024:
+        from repvit_plugins.models.sam_registry import build_encoder
 
-        vit_b = build_sam_vit_b(checkpoint=None).image_encoder.eval()
-        with torch.inference_mode():
-            results["encoder: SAM ViT-B (segment_anything)"] = {
-                "s": median_latency(run(vit_b, image), args.vit_b_iters, 1)}
+        for name in args.zoo:  # the other SAMs of the zoo, eager, random weights
+            other = build_encoder(name).eval()
+            with torch.inference_mode():
+                results[f"encoder: zoo {name} (eager)"] = {
+                    "s": median_latency(run(other, image), args.zoo_iters, 1),
+                    "params_m": sum(p.numel() for p in other.parameters()) / 1e6}
+            del other
     return results
 
 
@@ -369,7 +376,7 @@ def report(results: dict[str, dict], args, exports: dict) -> None:
 
 
 def _best_float_path(r: dict, names: list[str]) -> tuple[float, str]:
-    return min((r[n]["s"], n) for n in names if n.startswith("encoder") and "ViT-B" not in n and "int8" not in n)
+    return min((r[n]["s"], n) for n in names if n.startswith("encoder") and "zoo" not in n and "int8" not in n)
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ import torch
 from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
-from ..models.repvit_sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from ..models.sam_parts import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from .embedding_cache import CacheError, EmbeddingCache
 
 __all__ = ["SamDistillDataset", "sam_preprocess", "list_images"]

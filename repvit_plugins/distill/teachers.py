@@ -9,21 +9,20 @@ decoder are built and loaded (about 4M parameters instead of 636M for ViT-H).
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import Mapping
 
 import torch
 from torch import nn
 
+from ..models.sam_parts import assemble_sam, load_sam_checkpoint
+from ..models.sam_registry import build_encoder, repvit_sam_name, sam_model_names
+
 __all__ = ["TEACHER_TYPES", "build_teacher", "teacher_name", "load_prompt_decoder_state"]
 
-_VIT_PRESETS = {
-    "vit_b": dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
-    "vit_l": dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
-    "vit_h": dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
-}
-TEACHER_TYPES = (*_VIT_PRESETS, "repvit_sam", "vit")
-"""``vit_b`` / ``vit_l`` / ``vit_h`` (SAM), ``repvit_sam`` (any RepViT arch), ``vit`` (custom ``vit=dict(...)``)."""
+_VIT_ALIASES = {"vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h"}
+TEACHER_TYPES = (*_VIT_ALIASES, "repvit_sam", "vit", *(n for n in sam_model_names() if n != "repvit_sam"))
+"""``vit_b`` / ``vit_l`` / ``vit_h`` (SAM), ``repvit_sam`` (any RepViT arch), ``vit`` (custom ``vit=dict(...)``), and
+every other :data:`~repvit_plugins.models.sam_registry.SAM_MODELS` name (e.g. ``mobile_sam``)."""
 
 _DECODER_PREFIXES = ("prompt_encoder.", "mask_decoder.")
 
@@ -41,18 +40,6 @@ class _NoImageEncoder(nn.Module):
             "Give the dataset a cache_dir with precomputed embeddings (tools/precompute_sam_embeddings.py), "
             "or build the teacher with with_encoder=True."
         )
-
-
-def _vit_encoder(img_size: int, embed_dim: int, depth: int, num_heads: int, global_attn_indexes=(),
-                 window_size: int = 14, patch_size: int = 16, out_chans: int = 256, use_rel_pos: bool = True,
-                 mlp_ratio: float = 4.0) -> nn.Module:
-    from segment_anything.modeling import ImageEncoderViT
-
-    return ImageEncoderViT(
-        img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-        mlp_ratio=mlp_ratio, out_chans=out_chans, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        use_rel_pos=use_rel_pos, window_size=window_size, global_attn_indexes=tuple(global_attn_indexes),
-    )
 
 
 def teacher_name(model_type: str, checkpoint: str | os.PathLike | None = None, arch: str = "m2_3",
@@ -98,19 +85,18 @@ def build_teacher(model_type: str = "vit_h", checkpoint: str | os.PathLike | Non
         vit: ``ImageEncoderViT`` settings for ``model_type='vit'`` (``embed_dim``, ``depth``,
             ``num_heads``, ``global_attn_indexes``, ``window_size``, ...), or overrides of a preset.
     """
-    from ..models.repvit_sam import RepViTSamEncoder, _build_sam, load_sam_checkpoint
-
     if model_type not in TEACHER_TYPES:
         raise ValueError(f"unknown teacher {model_type!r}; choose one of {', '.join(TEACHER_TYPES)}")
     if model_type == "vit" and not vit:
         raise ValueError("model_type='vit' needs vit=dict(embed_dim=..., depth=..., num_heads=...)")
+    name = repvit_sam_name(arch) if model_type == "repvit_sam" else _VIT_ALIASES.get(model_type, model_type)
     if not with_encoder:
         encoder: nn.Module = _NoImageEncoder(img_size)
-    elif model_type == "repvit_sam":
-        encoder = RepViTSamEncoder(arch, img_size=img_size)
+    elif model_type == "vit":
+        encoder = build_encoder("sam_vit_b", img_size, **dict(vit))
     else:
-        encoder = _vit_encoder(img_size, **{**_VIT_PRESETS.get(model_type, {}), **dict(vit or {})})
-    sam = _build_sam(encoder, img_size)
+        encoder = build_encoder(name, img_size, **dict(vit or {}))
+    sam = assemble_sam(encoder, img_size)
     if checkpoint is not None:
         if with_encoder:
             load_sam_checkpoint(sam, checkpoint)

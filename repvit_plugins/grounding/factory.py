@@ -9,7 +9,8 @@ from typing import Any
 from ..options import DETECTOR_BACKENDS, ModelOptions, PipelineOptions
 from .detector import GroundingDetector
 
-__all__ = ["BACKENDS", "build_detector", "build_grounded_sam", "detector_from_options", "segmenter_from_options"]
+__all__ = ["BACKENDS", "build_detector", "build_grounded_sam", "detector_from_options", "sam_checkpoint_of",
+           "segmenter_from_options"]
 
 BACKENDS = DETECTOR_BACKENDS
 
@@ -57,13 +58,28 @@ def detector_from_options(models: ModelOptions, options: PipelineOptions | None 
                           text_encoder=models.text_encoder, device=models.resolved_device(), options=options)
 
 
+def sam_checkpoint_of(models: ModelOptions) -> str:
+    """The SAM weights ``models`` asks for: ``--sam-checkpoint``, else the model's official zoo file.
+
+    Raises:
+        ValueError: a student without official weights and no ``--sam-checkpoint``.
+    """
+    from ..models.sam_registry import sam_model
+
+    checkpoint = models.sam_checkpoint or sam_model(models.resolved_sam_model).checkpoint
+    if checkpoint is None:
+        raise ValueError(f"{models.resolved_sam_model} has no official weights (a student you distill yourself); "
+                         "pass its file with --sam-checkpoint")
+    return checkpoint
+
+
 def segmenter_from_options(models: ModelOptions):
     """The :class:`~repvit_plugins.sam.SamSegmenter` ``models`` names."""
     from ..sam import SamSegmenter
 
-    return SamSegmenter(checkpoint=models.sam_checkpoint, backend=models.encoder_backend,
-                        device=models.resolved_device(), arch=models.sam_arch, img_size=models.sam_image_size,
-                        encoder_onnx=models.sam_encoder_onnx)
+    return SamSegmenter(model=models.resolved_sam_model, checkpoint=sam_checkpoint_of(models),
+                        backend=models.encoder_backend, device=models.resolved_device(),
+                        img_size=models.sam_image_size, encoder_onnx=models.sam_encoder_onnx)
 
 
 def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = None):

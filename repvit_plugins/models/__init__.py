@@ -2,7 +2,8 @@
 from .factory import build_repvit
 from .repvit import ARCHS, RepViT, RepViTArch, canonical_arch, reparameterize
 
-__all__ = ["ARCHS", "RepViT", "RepViTArch", "build_repvit", "canonical_arch", "reparameterize", "build_repvit_sam"]
+__all__ = ["ARCHS", "RepViT", "RepViTArch", "build_repvit", "canonical_arch", "reparameterize", "build_repvit_sam",
+           "build_sam", "SAM_MODELS"]
 
 
 def __getattr__(name: str):
@@ -10,4 +11,8 @@ def __getattr__(name: str):
         from .repvit_sam import build_repvit_sam
 
         return build_repvit_sam
+    if name in ("build_sam", "SAM_MODELS"):
+        from . import sam_registry
+
+        return getattr(sam_registry, name)
     raise AttributeError(name)

@@ -16,13 +16,11 @@ import torch
 from torch import nn
 
 from .repvit import RepViT, canonical_arch
+from .sam_parts import EMBEDDING_STRIDE, SAM_EMBED_DIM, assemble_sam, load_sam_checkpoint
 
-__all__ = ["RepViTSamEncoder", "build_repvit_sam", "SAM_EMBED_DIM", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD"]
+__all__ = ["RepViTSamEncoder", "build_repvit_sam", "load_sam_checkpoint"]
 
-SAM_EMBED_DIM = 256
-SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
-SAM_PIXEL_STD = (58.395, 57.12, 57.375)
-ENCODER_STRIDE = 16  # stem 4 x 2 x 2 x 1 (last downsample at stride 1)
+ENCODER_STRIDE = EMBEDDING_STRIDE  # stem 4 x 2 x 2 x 1 (last downsample at stride 1)
 
 
 class RepViTSamEncoder(nn.Module):
@@ -68,48 +66,6 @@ class RepViTSamEncoder(nn.Module):
         return self.neck(self.forward_trunk(x))
 
 
-def _build_sam(encoder: nn.Module, img_size: int):
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    grid = img_size // ENCODER_STRIDE
-    return Sam(
-        image_encoder=encoder,
-        prompt_encoder=PromptEncoder(
-            embed_dim=SAM_EMBED_DIM,
-            image_embedding_size=(grid, grid),
-            input_image_size=(img_size, img_size),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=SAM_EMBED_DIM, mlp_dim=2048, num_heads=8),
-            transformer_dim=SAM_EMBED_DIM,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-        pixel_mean=list(SAM_PIXEL_MEAN),
-        pixel_std=list(SAM_PIXEL_STD),
-    )
-
-
-def load_sam_checkpoint(sam: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:
-    """Load a flat SAM state dict (path, zoo name or dict) with strict key checking.
-
-    Raises :class:`~repvit_plugins.checkpoint_io.CheckpointError` naming missing,
-    unexpected or mis-shaped keys.
-    """
-    from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
-    from ..zoo import resolve_checkpoint
-
-    if isinstance(checkpoint, Mapping):
-        state, what = extract_state_dict(dict(checkpoint)), "state dict"
-    else:
-        path = resolve_checkpoint(checkpoint)
-        state, what = extract_state_dict(load_checkpoint_file(path)), str(path)
-    strict_load(sam, state, what=what)
-    return sam
-
-
 def build_repvit_sam(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] | None = None,
                      device: str | torch.device = "cpu", arch: str = "m2_3", img_size: int = 1024):
     """A ``segment_anything.modeling.Sam`` with a RepViT image encoder, in eval mode.
@@ -121,7 +77,7 @@ def build_repvit_sam(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] 
         arch: encoder variant; ``'m2_3'`` is the official RepViT-SAM.
         img_size: padded input side (1024 as SAM; smaller sizes give a ``img_size/16`` grid).
     """
-    sam = _build_sam(RepViTSamEncoder(canonical_arch(arch), img_size=img_size), img_size)
+    sam = assemble_sam(RepViTSamEncoder(canonical_arch(arch), img_size=img_size), img_size)
     if checkpoint is not None:
         load_sam_checkpoint(sam, checkpoint)
     return sam.to(device).eval()

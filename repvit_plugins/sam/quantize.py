@@ -30,7 +30,7 @@ def encoder_inputs(images: Iterable[np.ndarray], img_size: int) -> list[np.ndarr
     """``1 x 3 x S x S`` float32 encoder inputs for ``H x W x 3`` uint8 RGB images (resize, normalize, pad)."""
     from segment_anything.utils.transforms import ResizeLongestSide
 
-    from ..models.repvit_sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+    from ..models.sam_parts import SAM_PIXEL_MEAN, SAM_PIXEL_STD
     from .prompts import check_image
 
     transform = ResizeLongestSide(img_size)

@@ -59,8 +59,10 @@ class SamSegmenter:
         fuse: fuse the encoder's Conv-BN and RepVGG branches (same outputs, faster).
         channels_last: run the torch encoder in NHWC memory layout (faster on CPU).
         device: torch device of the model.
-        arch: RepViT variant when the model is built here.
-        img_size: encoder input side when the model is built here.
+        model: a :data:`~repvit_plugins.models.sam_registry.SAM_MODELS` name (``'repvit_sam'``, ``'mobile_sam'``,
+            ``'sam_vit_b'``, ...) when the model is built here; default: the RepViT-SAM of ``arch``.
+        arch: RepViT variant of a RepViT-SAM built here (``model=None``).
+        img_size: encoder input side when the model is built here (default: the entry's).
         decoder: ``'fast'`` (same results as SAM's decoder, less work per prompt),
             ``'sam'`` (segment_anything's decoder as it is) or ``'onnxruntime'``.
         compile: ``torch.compile`` the encoder (one-off compile time, then faster).
@@ -72,17 +74,19 @@ class SamSegmenter:
 
     def __init__(self, sam: nn.Module | None = None, checkpoint: str | os.PathLike | Mapping | None = None,
                  backend: str = "torch", fuse: bool = True, channels_last: bool = True, device: str = "cpu", *,
-                 arch: str = "m2_3", img_size: int = 1024, decoder: str = "fast", compile: bool = False,
+                 model: str | None = None, arch: str = "m2_3", img_size: int | None = None, decoder: str = "fast",
+                 compile: bool = False,
                  encoder_onnx: str | os.PathLike | None = None, decoder_onnx: str | os.PathLike | None = None,
                  threads: int | None = None, cache_size: int = 4, chunk_size: int | None = None):
-        from ..models.repvit_sam import build_repvit_sam, load_sam_checkpoint
+        from ..models.sam_parts import load_sam_checkpoint
+        from ..models.sam_registry import build_sam, repvit_sam_name
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         if sam is None:
-            sam = build_repvit_sam(checkpoint, device=device, arch=arch, img_size=img_size)
+            sam = build_sam(model or repvit_sam_name(arch), checkpoint, device=device, img_size=img_size)
         elif checkpoint is not None:
             load_sam_checkpoint(sam, checkpoint)
         self.sam = sam.eval()

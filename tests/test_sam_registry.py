@@ -1,0 +1,113 @@
+"""The SAM zoo: every entry builds, loads its official layout strictly, refuses another's, and matches its reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from repvit_plugins.checkpoint_io import CheckpointError
+from repvit_plugins.models.sam_registry import SAM_MODELS, build_encoder, build_sam, repvit_sam_name, sam_model
+from repvit_plugins.sam import SamSegmenter
+
+from .conftest import randomize_batchnorm
+
+
+@pytest.mark.parametrize("name", sorted(SAM_MODELS))
+def test_every_entry_builds(name):
+    spec = sam_model(name)
+    if name in ("sam_vit_l", "sam_vit_h"):  # structure and sizes without allocating ViT-H's 2.5 GB
+        with torch.device("meta"):
+            sam = build_sam(name, device="meta")
+    else:
+        sam = build_sam(name)
+        assert sam.pixel_mean.flatten().tolist() == pytest.approx(spec.pixel_mean)
+        assert sam.pixel_std.flatten().tolist() == pytest.approx(spec.pixel_std)
+    assert sam.image_encoder.img_size == spec.img_size == 1024
+    if name == "repvit_sam":  # the paper's encoder size
+        assert sum(p.numel() for p in sam.image_encoder.parameters()) / 1e6 == pytest.approx(23.2, abs=0.1)
+
+
+def test_vit_entries_have_segment_anything_own_layout():
+    from segment_anything import sam_model_registry
+
+    for name, kind in (("sam_vit_b", "vit_b"), ("sam_vit_l", "vit_l"), ("sam_vit_h", "vit_h")):
+        with torch.device("meta"):
+            ours, theirs = build_sam(name, device="meta").state_dict(), sam_model_registry[kind]().state_dict()
+        assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+
+
+def test_mobile_sam_has_mobile_sam_own_layout_and_timm_is_left_alone():
+    import timm
+    from mobile_sam import sam_model_registry
+
+    before = timm.models._registry._model_entrypoints["tiny_vit_5m_224"]
+    ours, theirs = build_sam("mobile_sam").state_dict(), sam_model_registry["vit_t"]().state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    assert timm.models._registry._model_entrypoints["tiny_vit_5m_224"] is before
+
+
+def test_official_layout_loads_strictly_and_another_entry_is_refused(tmp_path):
+    sam = randomize_batchnorm(build_sam("repvit_sam_m0_6", img_size=256))
+    path = tmp_path / "student.pt"
+    torch.save(sam.state_dict(), path)  # the flat image_encoder.* / prompt_encoder.* / mask_decoder.* layout
+    loaded = build_sam("repvit_sam_m0_6", path, img_size=256)
+    for key, value in sam.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(CheckpointError, match=r"(?s)unexpected keys.*image_encoder\.features\.\d+"):
+        build_sam("sam_vit_b", path, img_size=256)
+    with pytest.raises(ValueError, match="no official checkpoint"):
+        build_sam("repvit_sam_m0_9", pretrained=True)
+    with pytest.raises(ValueError, match="unknown SAM model 'sam_vit_x'.*mobile_sam"):
+        build_sam("sam_vit_x")
+
+
+def test_students_and_arch_names():
+    assert repvit_sam_name("m2_3") == "repvit_sam" and repvit_sam_name("M0.9") == "repvit_sam_m0_9"
+    encoder = build_encoder("repvit_sam_m0_6", 128)
+    assert encoder(torch.zeros(1, 3, 128, 128)).shape == (1, 256, 8, 8)
+
+
+@pytest.mark.slow
+def test_mobile_sam_boxes_and_points_equal_mobile_sam_own_predictor():
+    from mobile_sam import SamPredictor, sam_model_registry
+
+    ours = build_sam("mobile_sam")
+    reference = sam_model_registry["vit_t"]()
+    reference.load_state_dict(ours.state_dict())
+    reference.eval()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    segmenter = SamSegmenter(sam=ours, fuse=False, channels_last=False)
+    segmenter.set_image(image)
+    predictor = SamPredictor(reference)
+    predictor.set_image(image)
+    boxes = np.array([[20, 30, 200, 250], [150, 40, 390, 290]], dtype=np.float32)
+    masks, scores = segmenter.predict_boxes(boxes)
+    for box, mask, score in zip(boxes, masks, scores):
+        ref_masks, ref_scores, _ = predictor.predict(box=box, multimask_output=False)
+        assert (ref_masks[0] != mask).mean() < 1e-3
+        assert score == pytest.approx(float(ref_scores[0]), abs=1e-4)
+    points, labels = np.array([[100.0, 120.0]]), np.array([1])
+    ours_masks, ours_scores, _ = segmenter.predict_points(points, labels)
+    ref_masks, ref_scores, _ = predictor.predict(point_coords=points, point_labels=labels, multimask_output=True)
+    np.testing.assert_allclose(ours_scores, ref_scores, atol=1e-4)
+    assert (ours_masks != ref_masks).mean() < 1e-3
+
+
+def test_download_takes_sam_model_names():
+    from repvit_plugins.commands.download import _zoo_name
+    from repvit_plugins.zoo import ZOO
+
+    for name, spec in SAM_MODELS.items():
+        if spec.checkpoint:
+            assert _zoo_name(name) in ZOO
+    assert _zoo_name("sam_vit_b") == "sam_vit_b_01ec64" and _zoo_name("repvit_m1_1_distill_300e") == \
+        "repvit_m1_1_distill_300e"
+
+
+def test_teachers_come_from_the_registry():
+    from repvit_plugins.distill.teachers import TEACHER_TYPES, build_teacher
+
+    assert {"vit_b", "vit_h", "repvit_sam", "mobile_sam", "sam_vit_l"} <= set(TEACHER_TYPES)
+    teacher = build_teacher("repvit_sam", arch="m0_6", img_size=128)
+    assert teacher.image_encoder.arch_name == "m0_6" and not any(p.requires_grad for p in teacher.parameters())
