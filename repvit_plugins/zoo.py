@@ -52,6 +52,9 @@ def _zoo() -> dict[str, ZooEntry]:
         ZooEntry("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth", "sam"),
         ZooEntry("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth", "sam"),
         ZooEntry("mobile_sam.pt", "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", "sam"),
+        *(ZooEntry(f"efficientvit_sam_{v}.pt",
+                   f"https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_{v}.pt", "sam")
+          for v in ("l0", "l1", "l2", "xl0", "xl1")),
         ZooEntry(
             "groundingdino_swint_ogc.pth",
             "https://github.com/IDEA-Research/GroundingDINO/releases/download/v0.1.0-alpha/groundingdino_swint_ogc.pth",

@@ -111,3 +111,33 @@ def test_teachers_come_from_the_registry():
     assert {"vit_b", "vit_h", "repvit_sam", "mobile_sam", "sam_vit_l"} <= set(TEACHER_TYPES)
     teacher = build_teacher("repvit_sam", arch="m0_6", img_size=128)
     assert teacher.image_encoder.arch_name == "m0_6" and not any(p.requires_grad for p in teacher.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["efficientvit_sam_l0", "efficientvit_sam_xl0"])
+def test_efficientvit_sam_equals_its_own_predictor(name):
+    """EfficientViT-SAM (512 or 1024 encoder input, prompts in the 1024 frame) against the package's predictor."""
+    from efficientsam.models.efficientvit.sam import EfficientViTSamPredictor
+    from efficientsam.sam_model_zoo import create_efficientvit_sam_model
+
+    ours = randomize_batchnorm(build_sam(name))
+    reference = create_efficientvit_sam_model(name.replace("_", "-"), pretrained=False)
+    reference.load_state_dict(ours.state_dict())
+    reference.eval()
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (240, 360, 3), dtype=np.uint8)
+    segmenter = SamSegmenter(sam=ours, fuse=False, channels_last=False)
+    segmenter.set_image(image)
+    predictor = EfficientViTSamPredictor(reference)
+    predictor.set_image(image)
+    np.testing.assert_allclose(segmenter.get_image_embedding().numpy(), predictor.features.numpy(), atol=1e-4)
+    box = np.array([30, 20, 300, 200], dtype=np.float32)
+    masks, scores = segmenter.predict_boxes(box[None])
+    ref_masks, ref_scores, _ = predictor.predict(box=box, multimask_output=False)
+    assert (ref_masks[0] != masks[0]).mean() < 1e-3
+    assert scores[0] == pytest.approx(float(ref_scores[0]), abs=1e-4)
+
+
+def test_encoders_with_their_own_input_size_refuse_the_onnx_backend():
+    with pytest.raises(ValueError, match="onnxruntime encoder backend"):
+        SamSegmenter(model="efficientvit_sam_l0", backend="onnxruntime")

@@ -2,7 +2,7 @@
 
 Every entry is a ``segment_anything.modeling.Sam`` whose image encoder comes from
 an encoder *family* (RepViT from this project, SAM's ViT from ``segment_anything``,
-MobileSAM's TinyViT from the ``mobilesam-mirror`` package) with the entry's
+MobileSAM's TinyViT from the ``mobilesam-mirror`` package, EfficientViT-SAM's from ``efficientsam``) with the entry's
 arguments, its input size, pixel normalisation and zoo checkpoint. The prompt
 encoder and mask decoder are segment_anything's, so every entry gets the same
 predictor, fast decoder, embedding cache, batched boxes and ONNX export.
@@ -87,6 +87,24 @@ def _import_tiny_vit():
     return TinyViT
 
 
+def _efficientvit_encoder(img_size: int, variant: str, input_size: int) -> nn.Module:
+    """EfficientViT-SAM's encoder from the ``efficientsam`` package (mit-han-lab's code, packaged).
+
+    It sees the image at ``input_size`` (512 for L0-L2, 1024 for XL0-XL1) and gives the 64 x 64 embedding
+    SAM's prompt side expects in the ``img_size`` frame; :class:`~repvit_plugins.sam.predictor.FastSamPredictor`
+    reads ``input_size`` to feed it.
+    """
+    try:
+        from efficientsam.models.efficientvit import sam as efficientvit_sam
+        from efficientsam.models.nn.norm import set_norm_eps
+    except ImportError as err:
+        raise ImportError("EfficientViT-SAM needs its code: pip install efficientsam==1.0.0") from err
+    encoder = getattr(efficientvit_sam, f"efficientvit_sam_{variant}")().image_encoder
+    set_norm_eps(encoder, 1e-6)  # as the released checkpoints were trained
+    encoder.img_size, encoder.input_size = img_size, input_size
+    return encoder
+
+
 def _tiny_vit_encoder(img_size: int, **kwargs: Any) -> nn.Module:
     TinyViT = _import_tiny_vit()
     return TinyViT(img_size=img_size, in_chans=3, num_classes=1000, **kwargs)
@@ -96,6 +114,7 @@ ENCODER_FAMILIES: dict[str, Callable[..., nn.Module]] = {
     "repvit": _repvit_encoder,
     "vit": _vit_encoder,
     "tiny_vit": _tiny_vit_encoder,
+    "efficientvit": _efficientvit_encoder,
 }
 """How to build each family's encoder: ``builder(img_size, **encoder_args)``."""
 
@@ -115,6 +134,9 @@ def _entries() -> list[SamModelSpec]:
             mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=4.0,
             local_conv_size=3, layer_lr_decay=0.8), checkpoint="mobile_sam", package="mobilesam-mirror",
             zero_shot_coco_ap=42.7),
+        *(SamModelSpec(f"efficientvit_sam_{v}", "efficientvit", {"variant": v, "input_size": size},
+                       checkpoint=f"efficientvit_sam_{v}", package="efficientsam")
+          for v, size in (("l0", 512), ("l1", 512), ("l2", 512), ("xl0", 1024), ("xl1", 1024))),
         SamModelSpec("sam_vit_b", "vit", _VIT["vit_b"], checkpoint="sam_vit_b_01ec64", zero_shot_coco_ap=42.5),
         SamModelSpec("sam_vit_l", "vit", _VIT["vit_l"], checkpoint="sam_vit_l_0b3195"),
         SamModelSpec("sam_vit_h", "vit", _VIT["vit_h"], checkpoint="sam_vit_h_4b8939", zero_shot_coco_ap=46.8),

@@ -74,7 +74,7 @@ class FastSamPredictor(SamPredictor):
             return
         cached = self._cache.get(key)
         if cached is None:
-            super().set_image(image, image_format)
+            self._embed(image, image_format)
             cached = (self.features, self.original_size, self.input_size)
             if self.cache_size:
                 self._cache[key] = cached
@@ -86,6 +86,28 @@ class FastSamPredictor(SamPredictor):
             self.features, self.original_size, self.input_size = cached
             self.is_image_set = True
         self.image_key = key
+
+    def _embed(self, image: np.ndarray, image_format: str) -> None:
+        """``SamPredictor.set_image``, or, for an encoder that sees the image at its own ``input_size``
+        (EfficientViT-SAM L: 512), the image resized and padded to that side with prompts and masks in the
+        model's ``img_size`` frame, exactly as that model's own predictor does."""
+        side = getattr(self.model.image_encoder, "input_size", None)
+        if side is None or side == self.model.image_encoder.img_size:
+            super().set_image(image, image_format)
+            return
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        small = torch.as_tensor(ResizeLongestSide(side).apply_image(image), device=self.device)
+        x = (small.permute(2, 0, 1)[None].float() - self.model.pixel_mean) / self.model.pixel_std
+        x = torch.nn.functional.pad(x, (0, side - x.shape[-1], 0, side - x.shape[-2]))
+        self.reset_image()
+        self.original_size = image.shape[:2]
+        self.input_size = tuple(self.transform.get_preprocess_shape(*image.shape[:2], self.transform.target_length))
+        with torch.no_grad():
+            self.features = self.model.image_encoder(x).contiguous()
+        self.is_image_set = True
 
     @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size) -> None:

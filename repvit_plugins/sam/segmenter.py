@@ -66,6 +66,8 @@ class SamSegmenter:
         decoder: ``'fast'`` (same results as SAM's decoder, less work per prompt),
             ``'sam'`` (segment_anything's decoder as it is) or ``'onnxruntime'``.
         compile: ``torch.compile`` the encoder (one-off compile time, then faster).
+        precision: ``'fp32'``, or ``'bf16'`` / ``'fp16'``: the torch encoder runs under ``torch.autocast``
+            (faster on CPUs with native bf16 and on GPUs; embeddings within about 1% of float32's spread).
         encoder_onnx / decoder_onnx: ONNX files to use; exported into the model cache when ``None``.
         threads: onnxruntime threads (default: torch's).
         cache_size: image embeddings kept (4 MB each at 1024).
@@ -75,7 +77,7 @@ class SamSegmenter:
     def __init__(self, sam: nn.Module | None = None, checkpoint: str | os.PathLike | Mapping | None = None,
                  backend: str = "torch", fuse: bool = True, channels_last: bool = True, device: str = "cpu", *,
                  model: str | None = None, arch: str = "m2_3", img_size: int | None = None, decoder: str = "fast",
-                 compile: bool = False,
+                 compile: bool = False, precision: str = "fp32",
                  encoder_onnx: str | os.PathLike | None = None, decoder_onnx: str | os.PathLike | None = None,
                  threads: int | None = None, cache_size: int = 4, chunk_size: int | None = None):
         from ..models.sam_parts import load_sam_checkpoint
@@ -91,7 +93,7 @@ class SamSegmenter:
             load_sam_checkpoint(sam, checkpoint)
         self.sam = sam.eval()
         self.backend = backend
-        model = self._torch_model(fuse, channels_last, compile) if backend == "torch" else \
+        model = self._torch_model(fuse, channels_last, compile, precision) if backend == "torch" else \
             self._ort_model(encoder_onnx, threads)
         prompt_decoder: str | Callable = decoder  # a name FastSamPredictor knows, or the onnxruntime decoder
         if decoder == "onnxruntime":
@@ -100,8 +102,9 @@ class SamSegmenter:
             prompt_decoder = OrtPromptDecoder(decoder_onnx or _cached_onnx(self.sam, "decoder"), threads)
         self.predictor = FastSamPredictor(model, decoder=prompt_decoder, cache_size=cache_size, chunk_size=chunk_size)
 
-    def _torch_model(self, fuse: bool, channels_last: bool, compile: bool) -> nn.Module:
+    def _torch_model(self, fuse: bool, channels_last: bool, compile: bool, precision: str) -> nn.Module:
         from ..models.repvit import reparameterize
+        from ..speed import AutocastModule
 
         encoder = self.sam.image_encoder
         if fuse:
@@ -110,15 +113,22 @@ class SamSegmenter:
             encoder.to(memory_format=torch.channels_last)
         if compile:
             encoder.compile()
-        return self.sam
+        return self.sam if precision == "fp32" else self._with_encoder(AutocastModule(encoder, precision))
 
     def _ort_model(self, encoder_onnx, threads: int | None) -> nn.Module:
-        from segment_anything.modeling import Sam
-
         from .ort_backend import OrtImageEncoder
 
+        if getattr(self.sam.image_encoder, "input_size", None) not in (None, self.sam.image_encoder.img_size):
+            raise ValueError("the onnxruntime encoder backend takes encoders that see the image at the model's "
+                             f"img_size; this one sees it at {self.sam.image_encoder.input_size} (EfficientViT-SAM L): "
+                             "use backend='torch'")
         path = encoder_onnx or _cached_onnx(self.sam, "encoder")
-        encoder = OrtImageEncoder(path, self.sam.image_encoder.img_size, threads)
+        return self._with_encoder(OrtImageEncoder(path, self.sam.image_encoder.img_size, threads))
+
+    def _with_encoder(self, encoder: nn.Module) -> nn.Module:
+        """A ``Sam`` sharing this model's prompt encoder and mask decoder, with another image encoder."""
+        from segment_anything.modeling import Sam
+
         model = Sam(encoder, self.sam.prompt_encoder, self.sam.mask_decoder,
                     pixel_mean=self.sam.pixel_mean.flatten().tolist(), pixel_std=self.sam.pixel_std.flatten().tolist())
         return model.to(self.sam.device).eval()
