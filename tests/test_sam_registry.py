@@ -138,6 +138,15 @@ def test_efficientvit_sam_equals_its_own_predictor(name):
     assert scores[0] == pytest.approx(float(ref_scores[0]), abs=1e-4)
 
 
-def test_encoders_with_their_own_input_size_refuse_the_onnx_backend():
-    with pytest.raises(ValueError, match="onnxruntime encoder backend"):
-        SamSegmenter(model="efficientvit_sam_l0", backend="onnxruntime")
+@pytest.mark.slow
+@pytest.mark.parametrize("name, size", [("mobile_sam", None), ("efficientvit_sam_l0", None), ("sam_vit_b", 256)])
+def test_onnxruntime_encoder_of_every_family(name, size):
+    """The exported encoder in onnxruntime gives torch's embedding (EfficientViT-SAM L0 at its own 512 input)."""
+    pytest.importorskip("onnxruntime")
+    sam = build_sam(name, img_size=size)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    reference = SamSegmenter(sam=build_sam(name, sam.state_dict(), img_size=size), fuse=False, channels_last=False)
+    reference.set_image(image)
+    runtime = SamSegmenter(sam=sam, backend="onnxruntime")
+    runtime.set_image(image)
+    np.testing.assert_allclose(runtime.get_image_embedding(), reference.get_image_embedding(), atol=1e-4)

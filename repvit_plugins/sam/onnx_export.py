@@ -100,7 +100,7 @@ def export_encoder(sam: nn.Module, path: str | os.PathLike, *, fuse: bool = True
                    verbose: bool = False) -> Path:
     """Export the image encoder (fused by default) to ``path``; returns the path."""
     encoder = fused_encoder(sam) if fuse else copy.deepcopy(sam.image_encoder).float().cpu().eval()
-    size = sam.image_encoder.img_size
+    size = getattr(sam.image_encoder, "input_size", None) or sam.image_encoder.img_size  # the side it sees
     example = (torch.randn(1, 3, size, size),)
     return _export(encoder, example, path, ENCODER_INPUTS, ENCODER_OUTPUTS, None, opset, verbose)
 

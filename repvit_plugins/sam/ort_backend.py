@@ -44,18 +44,23 @@ class OrtImageEncoder(nn.Module):
 
     Args:
         path: encoder ONNX file (``export_encoder``).
-        img_size: the square input side the graph was exported for.
+        img_size: the model's square input frame (prompts, masks).
         threads: onnxruntime intra-op threads (default: torch's thread count).
+        input_size: the side the graph sees, when the encoder sees the image at its own size (EfficientViT-SAM L).
     """
 
-    def __init__(self, path: str | os.PathLike, img_size: int = 1024, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, img_size: int = 1024, threads: int | None = None,
+                 input_size: int | None = None):
         super().__init__()
         self.path = Path(path)
         self.img_size = img_size
+        if input_size is not None:
+            self.input_size = input_size
         self.session = create_session(path, threads)
-        shape = self.session.get_inputs()[0].shape
-        if shape[-1] != img_size:
-            raise ValueError(f"{path} was exported for {shape[-1]}x{shape[-1]} inputs, not {img_size}; re-export it")
+        side = self.session.get_inputs()[0].shape[-1]
+        if side != (input_size or img_size):
+            raise ValueError(f"{path} was exported for {side}x{side} inputs, not {input_size or img_size}; "
+                             "re-export it")
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -118,12 +118,9 @@ class SamSegmenter:
     def _ort_model(self, encoder_onnx, threads: int | None) -> nn.Module:
         from .ort_backend import OrtImageEncoder
 
-        if getattr(self.sam.image_encoder, "input_size", None) not in (None, self.sam.image_encoder.img_size):
-            raise ValueError("the onnxruntime encoder backend takes encoders that see the image at the model's "
-                             f"img_size; this one sees it at {self.sam.image_encoder.input_size} (EfficientViT-SAM L): "
-                             "use backend='torch'")
         path = encoder_onnx or _cached_onnx(self.sam, "encoder")
-        return self._with_encoder(OrtImageEncoder(path, self.sam.image_encoder.img_size, threads))
+        return self._with_encoder(OrtImageEncoder(path, self.sam.image_encoder.img_size, threads,
+                                                  input_size=getattr(self.sam.image_encoder, "input_size", None)))
 
     def _with_encoder(self, encoder: nn.Module) -> nn.Module:
         """A ``Sam`` sharing this model's prompt encoder and mask decoder, with another image encoder."""
