@@ -55,3 +55,26 @@ def test_empty_prompt_is_explained():
     models = DemoModels(detector=object(), segmenter=object())
     with pytest.raises(DemoError, match="Type what to find"):
         run_text_mode(models, prepare_image(np.zeros((8, 8, 3), np.uint8), 64), "  ")
+
+
+def test_the_page_model_choice_builds_each_sam_once():
+    built = []
+
+    def factory(name):
+        built.append(name)
+        return f"segmenter of {name}"
+
+    models = DemoModels(segmenter="own", sam_model="repvit_sam", sam_factory=factory)
+    assert models.get_segmenter() == models.get_segmenter("repvit_sam") == "own"
+    assert models.get_segmenter("mobile_sam") == models.get_segmenter("mobile_sam") == "segmenter of mobile_sam"
+    assert built == ["mobile_sam"]
+    with pytest.raises(DemoError, match="runs one SAM model"):
+        DemoModels(segmenter="own", sam_model="repvit_sam").get_segmenter("sam_vit_b")
+
+
+def test_demo_offers_the_zoo_models_with_official_weights():
+    from repvit_plugins.commands.demo import _sam_choices
+
+    choices = _sam_choices(ModelOptions(sam_model="mobile_sam"))
+    assert choices[0] == "mobile_sam" and "repvit_sam" in choices and "sam_vit_b" in choices
+    assert "repvit_sam_m0_9" not in choices  # students have no official weights

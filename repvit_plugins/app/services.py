@@ -57,32 +57,45 @@ class DemoModels:
     """Lazily built detector + segmenter; a missing weight becomes a message, not a crash.
 
     Pass ready-made ``detector`` / ``segmenter`` objects (tests, notebooks) or
-    factories that build them on first use.
+    factories that build them on first use. ``sam_factory`` builds the segmenter of
+    another SAM of the zoo by name (the page's model choice); each is built once.
     """
 
     detector_factory: Callable[[], Any] | None = None
     segmenter_factory: Callable[[], Any] | None = None
     detector: Any = None
     segmenter: Any = None
+    sam_model: str | None = None
+    sam_factory: Callable[[str], Any] | None = None
     problems: dict[str, str] = field(default_factory=dict)
+    _other_segmenters: dict[str, Any] = field(default_factory=dict)
 
-    def _get(self, name: str):
-        if getattr(self, name) is None:
-            factory = getattr(self, f"{name}_factory")
-            if factory is None:
-                raise DemoError(f"No {name} is configured for this demo.")
-            try:
-                setattr(self, name, factory())
-            except Exception as err:  # any failure to build a model is shown on the page
-                self.problems[name] = str(err)
-                raise DemoError(f"The {name} could not be loaded: {err}") from err
-        return getattr(self, name)
+    def _build(self, what: str, factory: Callable[[], Any] | None):
+        if factory is None:
+            raise DemoError(f"No {what} is configured for this demo.")
+        try:
+            return factory()
+        except Exception as err:  # any failure to build a model is shown on the page
+            self.problems[what] = str(err)
+            raise DemoError(f"The {what} could not be loaded: {err}") from err
 
     def get_detector(self):
-        return self._get("detector")
+        if self.detector is None:
+            self.detector = self._build("detector", self.detector_factory)
+        return self.detector
 
-    def get_segmenter(self):
-        return self._get("segmenter")
+    def get_segmenter(self, sam_model: str | None = None):
+        """The segmenter of ``sam_model`` (a zoo name), or the demo's own when ``None`` or its name."""
+        if sam_model is None or sam_model == self.sam_model:
+            if self.segmenter is None:
+                self.segmenter = self._build("segmenter", self.segmenter_factory)
+            return self.segmenter
+        if sam_model not in self._other_segmenters:
+            if self.sam_factory is None:
+                raise DemoError(f"This demo runs one SAM model ({self.sam_model}); {sam_model} is not available.")
+            self._other_segmenters[sam_model] = self._build(f"segmenter {sam_model}",
+                                                            lambda: self.sam_factory(sam_model))
+        return self._other_segmenters[sam_model]
 
 
 def detection_rows(detections) -> list[list[Any]]:
@@ -115,7 +128,7 @@ def export_files(detections, image: np.ndarray, names: Sequence[str], stem: str 
 
 
 def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str,
-                  options: PipelineOptions | None = None):
+                  options: PipelineOptions | None = None, sam_model: str | None = None):
     """Text prompt -> annotated image, table rows, download files."""
     from ..grounding import GroundedSAM, parse_prompt
     from ..visualize import annotate
@@ -126,7 +139,7 @@ def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str,
         names = parse_prompt(prompt)
     except ValueError as err:
         raise DemoError(str(err)) from err
-    pipeline = GroundedSAM(models.get_detector(), models.get_segmenter(), options)
+    pipeline = GroundedSAM(models.get_detector(), models.get_segmenter(sam_model), options)
     detections = pipeline.predict(prepared.image, prompt)
     return (annotate(prepared.image, detections), detection_rows(detections),
             export_files(detections, prepared.image, names))
@@ -153,7 +166,7 @@ class ClickState:
             self.labels.append(1 if mode == "positive point" else 0)
 
 
-def run_click_mode(models: DemoModels, prepared: PreparedImage, state: ClickState):
+def run_click_mode(models: DemoModels, prepared: PreparedImage, state: ClickState, sam_model: str | None = None):
     """Points / box prompts on an image whose embedding the segmenter caches -> annotated image, files."""
     import supervision as sv
 
@@ -161,7 +174,7 @@ def run_click_mode(models: DemoModels, prepared: PreparedImage, state: ClickStat
 
     if not state.points and state.box is None:
         return prepared.image, []
-    segmenter = models.get_segmenter()
+    segmenter = models.get_segmenter(sam_model)
     segmenter.set_image(prepared.image)
     points = np.array(state.points, dtype=np.float32).reshape(-1, 2) * prepared.scale if state.points else None
     labels = np.array(state.labels, dtype=np.int64) if state.points else None
@@ -192,13 +205,13 @@ def _draw_prompts(image: np.ndarray, points, labels, box) -> np.ndarray:
 
 
 def run_everything_mode(models: DemoModels, prepared: PreparedImage, points_per_side: int, pred_iou_thresh: float,
-                        stability_score_thresh: float):
+                        stability_score_thresh: float, sam_model: str | None = None):
     """Automatic mask generation -> annotated image, table rows, files."""
     import supervision as sv
 
     from ..visualize import annotate
 
-    records = models.get_segmenter().generate_everything(
+    records = models.get_segmenter(sam_model).generate_everything(
         prepared.image, points_per_side=int(points_per_side), pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh)
     if records:
@@ -212,12 +225,19 @@ def run_everything_mode(models: DemoModels, prepared: PreparedImage, points_per_
 
 
 def default_models(models: ModelOptions | None = None) -> DemoModels:
-    """The models ``models`` names, built on first use (so a missing file becomes a message on the page)."""
+    """The models ``models`` names, built on first use (so a missing file becomes a message on the page);
+    the page's other SAM models use their official zoo weights."""
     from ..grounding import detector_from_options, segmenter_from_options
 
     models = models or ModelOptions()
+
+    def other_sam(name: str):
+        return segmenter_from_options(models.replace(sam_model=name, sam_arch="m2_3", sam_checkpoint=None,
+                                                     sam_image_size=None, sam_encoder_onnx=None))
+
     return DemoModels(detector_factory=lambda: detector_from_options(models),
-                      segmenter_factory=lambda: segmenter_from_options(models))
+                      segmenter_factory=lambda: segmenter_from_options(models),
+                      sam_model=models.resolved_sam_model, sam_factory=other_sam)
 
 
 def weights_status(models: ModelOptions | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..options import PipelineOptions, option_specs
 from .services import (
@@ -60,33 +60,38 @@ def _shown(call):
     return wrapper
 
 
-def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: str = ""):
-    """Build the ``gr.Blocks`` page; ``status`` is a Markdown note shown on top (e.g. missing weights)."""
+def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: str = "",
+              sam_models: Sequence[str] = ()):
+    """Build the ``gr.Blocks`` page; ``status`` is a Markdown note shown on top (e.g. missing weights).
+
+    ``sam_models``: zoo names offered in the page's SAM model choice (the first is the default; none: no choice).
+    """
     import gradio as gr
 
     UploadedImage = _upload_image_component()
 
-    def text_mode(image, prompt, *values):
+    def text_mode(sam_model, image, prompt, *values):
         prepared = prepare_image(image, max_side)
         try:
             options = PipelineOptions(**dict(zip(TEXT_CONTROLS, values)))
         except ValueError as err:
             raise DemoError(str(err)) from err
         start = time.perf_counter()
-        annotated, rows, files = run_text_mode(models, prepared, prompt, options)
+        annotated, rows, files = run_text_mode(models, prepared, prompt, options, sam_model)
         seconds = time.perf_counter() - start
         return annotated, rows, files, _note(prepared.note, f"{len(rows)} detection(s) in {seconds:.1f} s.")
 
-    def everything_mode(image, points_per_side, iou_thresh, stability_thresh):
+    def everything_mode(sam_model, image, points_per_side, iou_thresh, stability_thresh):
         prepared = prepare_image(image, max_side)
-        annotated, rows, files = run_everything_mode(models, prepared, points_per_side, iou_thresh, stability_thresh)
+        annotated, rows, files = run_everything_mode(models, prepared, points_per_side, iou_thresh, stability_thresh,
+                                                     sam_model)
         return annotated, rows, files, _note(prepared.note, f"{len(rows)} segment(s).")
 
-    def click(image, mode, state: ClickState, evt: gr.SelectData):
+    def click(sam_model, image, mode, state: ClickState, evt: gr.SelectData):
         prepared = prepare_image(image, max_side)
         x, y = evt.index
         state.add(float(x), float(y), mode)
-        annotated, files = run_click_mode(models, prepared, state)
+        annotated, files = run_click_mode(models, prepared, state, sam_model)
         return annotated, files, state, _note(prepared.note, _click_note(state))
 
     click.__annotations__["evt"] = gr.SelectData  # a real class, not a postponed string: Gradio injects by type
@@ -99,6 +104,9 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                     "Grounding DINO finds boxes for your words; RepViT-SAM turns boxes and clicks into masks.")
         if status:
             gr.Markdown(status, elem_id="status")
+        sam_model = gr.Dropdown(list(sam_models), value=sam_models[0] if sam_models else None, label="SAM model",
+                                info="the segmenter behind every tab (first use of a model loads it)",
+                                visible=len(sam_models) > 1, elem_id="sam-model")
         with gr.Tab("Text", id="text"):
             with gr.Row():
                 with gr.Column():
@@ -117,7 +125,7 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                                   "astronaut.jpg": "a person. a flag."})
             if examples:
                 gr.Examples(examples, inputs=[text_image, prompt])
-            text_button.click(_shown(text_mode), [text_image, prompt, *text_controls],
+            text_button.click(_shown(text_mode), [sam_model, text_image, prompt, *text_controls],
                               [text_output, text_table, text_files, text_note])
         with gr.Tab("Click", id="click"):
             click_state = gr.State(ClickState())
@@ -133,7 +141,7 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                     click_note = gr.Markdown("The image is embedded once; every click after the first answers fast.",
                                              elem_id="click-note")
                     click_files = gr.File(label="Downloads", file_count="multiple", elem_id="click-files")
-            click_image.select(_shown(click), [click_image, click_mode, click_state],
+            click_image.select(_shown(click), [sam_model, click_image, click_mode, click_state],
                                [click_output, click_files, click_state, click_note])
             click_image.upload(clear_clicks, [click_image], [click_output, click_files, click_state, click_note])
             clear.click(clear_clicks, [click_image], [click_output, click_files, click_state, click_note])
@@ -154,7 +162,8 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
             every_table = gr.Dataframe(headers=TABLE_HEADERS, label="Segments", elem_id="every-table",
                                        interactive=False)
             every_files = gr.File(label="Downloads", file_count="multiple", elem_id="every-files")
-            every_button.click(_shown(everything_mode), [every_image, points_per_side, iou_thresh, stability_thresh],
+            every_button.click(_shown(everything_mode),
+                               [sam_model, every_image, points_per_side, iou_thresh, stability_thresh],
                                [every_output, every_table, every_files, every_note])
     page.queue(default_concurrency_limit=1, max_size=16)  # one model run at a time on a small CPU machine
     return page

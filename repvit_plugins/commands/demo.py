@@ -15,6 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_arguments(parser.add_argument_group("models"), ModelOptions)
 
 
+def _sam_choices(models) -> list[str]:
+    """The demo's own SAM first, then every other zoo model with official weights."""
+    from ..models.sam_registry import SAM_MODELS
+
+    own = models.resolved_sam_model
+    return [own, *(name for name, spec in SAM_MODELS.items() if spec.checkpoint and name != own)]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..app import build_app, default_models, launch, weights_status
     from ..options import ModelOptions
@@ -25,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}")
         return 2
-    page = build_app(default_models(models), max_side=args.max_side, status=weights_status(models))
+    page = build_app(default_models(models), max_side=args.max_side, status=weights_status(models),
+                     sam_models=_sam_choices(models))
     launch(page, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0
