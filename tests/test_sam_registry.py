@@ -150,3 +150,20 @@ def test_onnxruntime_encoder_of_every_family(name, size):
     runtime = SamSegmenter(sam=sam, backend="onnxruntime")
     runtime.set_image(image)
     np.testing.assert_allclose(runtime.get_image_embedding(), reference.get_image_embedding(), atol=1e-4)
+
+
+def test_stability_scoring_selects_masks_as_edge_sam_does():
+    from segment_anything.utils.amg import calculate_stability_score
+
+    sam = randomize_batchnorm(build_sam("repvit_sam_m0_6", img_size=256))
+    image = np.random.default_rng(2).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    by_iou = SamSegmenter(sam=sam, fuse=False, channels_last=False)
+    by_iou.set_image(image)
+    _, iou_scores, low_res = by_iou.predict_points(np.array([[60.0, 50.0]]), np.array([1]))
+    sam.mask_scoring = "stability"
+    by_stability = SamSegmenter(sam=sam, fuse=False, channels_last=False)
+    by_stability.set_image(image)
+    _, scores, _ = by_stability.predict_points(np.array([[60.0, 50.0]]), np.array([1]))
+    expected = calculate_stability_score(torch.as_tensor(low_res), sam.mask_threshold, 1.0).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert not np.allclose(scores, iou_scores)

@@ -38,6 +38,8 @@ class SamModelSpec:
             layout), or ``None`` (a student you train yourself: pass ``checkpoint=``).
         package: the pip package the encoder family needs, if any.
         zero_shot_coco_ap: published zero-shot COCO instance AP with box prompts (RepViT-SAM's table), if any.
+        mask_scoring: ``'iou'`` (the decoder's IoU predictions score and select masks) or ``'stability'``
+            (their stability scores, as EdgeSAM's predictor does).
     """
 
     name: str
@@ -49,6 +51,7 @@ class SamModelSpec:
     checkpoint: str | None = None
     package: str | None = None
     zero_shot_coco_ap: float | None = None
+    mask_scoring: str = "iou"
 
 
 def _repvit_encoder(img_size: int, arch: str) -> nn.Module:
@@ -190,6 +193,7 @@ def build_sam(name: str = "repvit_sam", checkpoint: str | os.PathLike | Mapping[
         checkpoint = spec.checkpoint
     size = img_size or spec.img_size
     sam = assemble_sam(build_encoder(name, size), size, spec.pixel_mean, spec.pixel_std)
+    sam.mask_scoring = spec.mask_scoring
     if checkpoint is not None:
         load_sam_checkpoint(sam, checkpoint)
     return sam.to(device).eval()

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 from segment_anything import SamPredictor
+from segment_anything.utils.amg import calculate_stability_score
 
 from .decoder import FastMaskDecoder
 from .decoder_inputs import decoder_feeds, prompt_count
@@ -20,6 +21,8 @@ from .decoder_inputs import decoder_feeds, prompt_count
 __all__ = ["FastSamPredictor", "image_content_key", "DECODERS"]
 
 DECODERS = ("fast", "sam", "onnxruntime")
+STABILITY_OFFSET = 1.0
+"""Logit offset of the stability score (segment_anything's and EdgeSAM's default)."""
 
 
 def image_content_key(image: np.ndarray, image_format: str = "RGB") -> str:
@@ -162,6 +165,9 @@ class FastSamPredictor(SamPredictor):
                       return_logits: bool = False, best_only: bool = False):
         """``SamPredictor.predict_torch``, decoded in chunks; ``best_only`` keeps the best-scoring mask per prompt.
 
+        Scores are the IoU predictions, or the masks' stability scores for a model whose ``mask_scoring`` is
+        ``'stability'`` (EdgeSAM's predictor).
+
         Returns masks ``B x C x H x W`` (bool unless ``return_logits``), IoU
         predictions ``B x C`` and low-res logits ``B x C x h x w``.
         """
@@ -173,6 +179,8 @@ class FastSamPredictor(SamPredictor):
         for start in range(0, batch, step):
             part = [_prompt_rows(t, start, step, batch) for t in (point_coords, point_labels, boxes, mask_input)]
             low, iou = self._decode(*part, multimask_output)
+            if getattr(self.model, "mask_scoring", "iou") == "stability":  # EdgeSAM scores masks by stability
+                iou = calculate_stability_score(low, self.model.mask_threshold, STABILITY_OFFSET)
             if best_only and low.shape[1] > 1:
                 best = iou.argmax(dim=1)
                 rows = torch.arange(low.shape[0], device=low.device)
