@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "info": "list the RepViT variants with parameters and MACs, and check fusion on this machine",
     "segment": "text-prompted segmentation of images, folders or globs (resumable batch labelling)",
+    "autolabel": "auto-label images with a text prompt into a train/val dataset and a RepViT Mask R-CNN config",
     "download": "fetch and verify model-zoo weights into the cache",
     "demo": "serve the Gradio demo (text prompts, clicks, everything mode)",
 }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["embedding_error", "relative_error"]
+__all__ = ["boxes_matched", "embedding_error", "mean_mask_iou", "relative_error"]
 
 
 def embedding_error(ours, reference) -> float:
@@ -16,3 +16,28 @@ def relative_error(ours, reference) -> float:
     """``max |ours - reference| / max |reference|``: exported runtimes vs PyTorch."""
     ours, reference = torch.as_tensor(ours), torch.as_tensor(reference)
     return float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
+
+
+def boxes_matched(ours, reference, iou: float = 0.9) -> float:
+    """Share of the ``reference`` boxes (xyxy) that some box of ``ours`` overlaps at IoU >= ``iou`` (1.0 if none).
+
+    For set predictions such as Grounding DINO's queries, whose order may change between numeric paths.
+    """
+    from torchvision.ops import box_iou
+
+    ours, reference = torch.as_tensor(ours).float().reshape(-1, 4), torch.as_tensor(reference).float().reshape(-1, 4)
+    if len(reference) == 0:
+        return 1.0
+    if len(ours) == 0:
+        return 0.0
+    return float((box_iou(reference, ours).max(dim=1).values >= iou).float().mean())
+
+
+def mean_mask_iou(ours, reference) -> float:
+    """Mean IoU of paired boolean masks ``(N, H, W)`` (two empty masks agree: IoU 1)."""
+    ours, reference = torch.as_tensor(ours).bool().flatten(1), torch.as_tensor(reference).bool().flatten(1)
+    if len(reference) == 0:
+        return 1.0
+    union = (ours | reference).sum(1)
+    ious = torch.where(union > 0, (ours & reference).sum(1) / union.clamp_min(1), torch.ones_like(union).float())
+    return float(ious.float().mean())

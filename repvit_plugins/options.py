@@ -16,11 +16,11 @@ __all__ = [
     "DETECTOR_BACKENDS",
     "NMS_MODES",
     "SAM_BACKENDS",
+    "SPEED_PRESETS",
     "ModelOptions",
     "OptionSpec",
     "PipelineOptions",
     "option_specs",
-    "run_settings",
 ]
 
 DETECTOR_BACKENDS = ("hf", "original", "mmdet")
@@ -29,6 +29,8 @@ SAM_BACKENDS = ("torch", "onnxruntime")
 """Runtimes of the SAM image encoder."""
 NMS_MODES = ("class", "agnostic", "none")
 """Non-maximum suppression per class, across classes, or off."""
+SPEED_PRESETS = ("exact", "balanced", "fast")
+"""Model numerics (:mod:`repvit_plugins.speed`): float32; bf16 where native; that + a smaller detector input."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ class ModelOptions(_Options):
     text_encoder: str | None = _option(None, "original/mmdet: local BERT folder (bert-base-uncased) for offline use",
                                        affects_results=False)
     sam_model: str = _option("repvit_sam", "SAM model: repvit_sam (RepViT-SAM, M2.3), repvit_sam_<arch> (a distilled "
-                                           "RepViT student), mobile_sam, sam_vit_b, sam_vit_l or sam_vit_h")
+                                           "RepViT student), edge_sam, edge_sam_3x, mobile_sam, "
+                                           "efficientvit_sam_{l0,l1,l2,xl0,xl1}, sam_vit_b, sam_vit_l or sam_vit_h")
     sam_checkpoint: str | None = _option(None, "SAM checkpoint path or zoo name (default: the model's official "
                                                "weights from the zoo)")
     sam_arch: str = _option("m2_3", "RepViT variant of a repvit_sam encoder (m2_3 for the official RepViT-SAM; others "
@@ -151,6 +154,10 @@ class ModelOptions(_Options):
                                                  "cores, slightly different masks); implies --sam-backend onnxruntime")
     device: str | None = _option(None, "torch device (default: cuda when available, else cpu)",
                                  affects_results=False)
+    speed: str = _option("balanced", "exact: float32 as trained; balanced: bf16 autocast where the CPU (AVX512-BF16 "
+                                     "/ AMX) or GPU computes it natively, else float32; fast: balanced plus detector "
+                                     "input at shortest edge 512 (less accurate, see docs/speed.md)",
+                         "Speed", choices=SPEED_PRESETS)
 
     @property
     def encoder_backend(self) -> str:
@@ -172,8 +179,3 @@ class ModelOptions(_Options):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def run_settings(prompt: Any, models: ModelOptions, options: PipelineOptions) -> dict[str, Any]:
-    """Everything that changes a batch's results; a resumed run must match it."""
-    return {"prompt": prompt, **models.settings(), **options.settings()}

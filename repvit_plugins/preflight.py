@@ -77,7 +77,10 @@ def needed_weights(models: ModelOptions) -> list[Need]:
         if models.detector == "original" or models.detector_checkpoint:
             spec = models.detector_checkpoint or "groundingdino_swint_ogc"
             needs.append(_checkpoint_need("Grounding DINO checkpoint", spec, "--detector-checkpoint"))
-        needs.append(_model_need("BERT text encoder", models.text_encoder or BERT, "--text-encoder"))
+        from .grounding.mmdet_closed_set import is_closed_set_config
+
+        if models.detector == "original" or not is_closed_set_config(models.detector_model):
+            needs.append(_model_need("BERT text encoder", models.text_encoder or BERT, "--text-encoder"))
     from .grounding.factory import sam_checkpoint_of
 
     needs.append(_checkpoint_need(f"SAM checkpoint ({models.resolved_sam_model})", sam_checkpoint_of(models),

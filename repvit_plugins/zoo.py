@@ -19,6 +19,9 @@ __all__ = ["RELEASE", "ZooEntry", "ZOO", "cache_dir", "download", "downloads_dis
            "zoo_entry"]
 
 RELEASE = "https://github.com/THU-MIG/RepViT/releases/download/v1.0"
+# the first version's files (M1/M2/M3) sit in the untagged releases its READMEs link to
+RELEASE_V1 = "https://github.com/jameslahm/RepViT/releases/download/untagged-75eb9e1fea235b938f50"
+RELEASE_V1_M3_COCO = "https://github.com/jameslahm/RepViT/releases/download/untagged-17a1aad5598a25485a4e"
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,22 @@ def _zoo() -> dict[str, ZooEntry]:
     for arch in ("m1_1", "m1_5", "m2_3"):
         entries.append(ZooEntry(f"repvit_{arch}_coco.pth", f"{RELEASE}/repvit_{arch}_coco.pth", "mmdet", arch))
         entries.append(ZooEntry(f"repvit_{arch}_ade20k.pth", f"{RELEASE}/repvit_{arch}_ade20k.pth", "mmseg", arch))
+    # the paper's first version (RepViT-M1/M2/M3), as linked from that version's READMEs
+    for arch in ("m1", "m2", "m3"):
+        entries.append(ZooEntry(f"repvit_{arch}_distill_300.pth", f"{RELEASE_V1}/repvit_{arch}_distill_300.pth",
+                                "classification", arch))
+    entries += [ZooEntry("repvit_m2_coco.pth", f"{RELEASE_V1}/repvit_m2_coco.pth", "mmdet", "m2"),
+                ZooEntry("repvit_m3_coco.pth", f"{RELEASE_V1_M3_COCO}/repvit_m3_coco.pth", "mmdet", "m3"),
+                ZooEntry("repvit_m2_ade20k.pth", f"{RELEASE_V1}/repvit_m2_ade20k.pth", "mmseg", "m2"),
+                ZooEntry("repvit_m3_ade20k.pth", f"{RELEASE_V1}/repvit_m3_ade20k.pth", "mmseg", "m3")]
     entries += [
         ZooEntry("repvit_sam.pt", f"{RELEASE}/repvit_sam.pt", "repvit_sam", "m2_3"),
         ZooEntry("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth", "sam"),
         ZooEntry("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth", "sam"),
         ZooEntry("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth", "sam"),
         ZooEntry("mobile_sam.pt", "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", "sam"),
+        *(ZooEntry(f"{name}.pth", f"https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights/{name}.pth",
+                   "sam", "m1") for name in ("edge_sam", "edge_sam_3x")),
         *(ZooEntry(f"efficientvit_sam_{v}.pt",
                    f"https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_{v}.pt", "sam")
           for v in ("l0", "l1", "l2", "xl0", "xl1")),

@@ -178,3 +178,18 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 """, encoding="utf-8")
     return {"model": str(config)}
+
+
+def make_tiny_grounded_models(tmp_dir: str | Path) -> dict[str, Path]:
+    """A tiny random hf Grounding DINO folder and a tiny random RepViT-SAM (M0.6, 256 px) file, for CLI runs.
+
+    Pass them as ``--detector-model {detector} --sam-checkpoint {sam} --sam-arch m0_6 --sam-image-size 256``.
+    """
+    from repvit_plugins.models import build_repvit_sam
+
+    tmp = Path(tmp_dir)
+    tmp.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    sam_path = tmp / "tiny_repvit_sam.pt"
+    torch.save(build_repvit_sam(arch="m0_6", img_size=256).state_dict(), sam_path)
+    return {"detector": make_tiny_hf_grounding_dino(tmp / "gdino"), "sam": sam_path}

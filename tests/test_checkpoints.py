@@ -107,7 +107,10 @@ def test_unknown_name_lists_the_zoo():
 def test_zoo_names_every_official_file():
     expected = {"repvit_m0_6_distill_300e", "repvit_sam", "repvit_m1_1_coco", "repvit_m2_3_ade20k"}
     expected |= {f"repvit_{a}_distill_{e}" for a in ("m0_9", "m1_0", "m1_1", "m1_5", "m2_3") for e in ("300e", "450e")}
+    expected |= {f"repvit_{a}_distill_300" for a in ("m1", "m2", "m3")}  # the first version's files
+    expected |= {"repvit_m2_coco", "repvit_m3_coco", "repvit_m2_ade20k", "repvit_m3_ade20k"}
     assert expected <= set(ZOO)
+    assert all(ZOO[f"repvit_{a}_distill_300"].arch == a for a in ("m1", "m2", "m3"))
 
 
 @pytest.fixture

@@ -384,3 +384,12 @@ def test_tiny_config_trains_under_torchrun_ddp(tiny_run, tmp_path):
     assert len([e for e in logs if "loss_mse" in e]) == 2
     vals = [e for e in logs if "distill/mIoU" in e]
     assert len(vals) == 2 and all(e["distill/num_boxes"] == 4 * 16 for e in vals)  # both ranks' images gathered
+
+
+@pytest.mark.parametrize("arch", ["m0_9", "m1", "m1_1", "m2", "m3"])
+def test_infer_arch_tells_the_first_version_apart(arch):
+    from repvit_plugins.distill.export import infer_arch
+    from repvit_plugins.models import build_repvit
+
+    # M1 / M2 have the blocks of M0.9 / M1.1; the first version's RepVGG-DW tells them apart
+    assert infer_arch(build_repvit(arch, num_classes=0).state_dict()) == arch

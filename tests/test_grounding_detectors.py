@@ -535,5 +535,5 @@ def test_mmdet_config_errors(mmdet_kwargs, tmp_path):
         build_detector("mmdet", **mmdet_kwargs, text_encoder=str(tmp_path / "no-bert"))
     other = tmp_path / "retina.py"
     other.write_text("model = dict(type='RetinaNet')\n")
-    with pytest.raises(DetectorLoadError, match="not a 'GroundingDINO'"):
-        build_detector("mmdet", model=str(other))
+    with pytest.raises(DetectorLoadError, match="closed-set detector: pass its trained weights"):
+        build_detector("mmdet", model=str(other))  # not Grounding DINO: the closed-set backend, which needs weights

@@ -9,13 +9,13 @@ import pytest
 from repvit_plugins.commands.arguments import add_option_arguments, options_from_args
 from repvit_plugins.grounding import BACKENDS, parse_prompt
 from repvit_plugins.grounding.detector import MAX_ASPECT_RATIO, MIN_SIDE, pad_for_detection
+from repvit_plugins.jobs.settings import run_settings
 from repvit_plugins.options import (
     DETECTOR_BACKENDS,
     NMS_MODES,
     ModelOptions,
     PipelineOptions,
     option_specs,
-    run_settings,
 )
 from repvit_plugins.sam import BACKENDS as SAM_BACKENDS
 

@@ -67,20 +67,22 @@ def test_students_and_arch_names():
     assert encoder(torch.zeros(1, 3, 128, 128)).shape == (1, 256, 8, 8)
 
 
+def _side_by_side(ours, reference, predictor_class, image):
+    """Our segmenter and the reference package's predictor on the same weights, both with ``image`` set."""
+    reference.load_state_dict(ours.state_dict())
+    segmenter = SamSegmenter(sam=ours, fuse=False, channels_last=False)
+    segmenter.set_image(image)
+    predictor = predictor_class(reference.eval())
+    predictor.set_image(image)
+    return segmenter, predictor
+
+
 @pytest.mark.slow
 def test_mobile_sam_boxes_and_points_equal_mobile_sam_own_predictor():
     from mobile_sam import SamPredictor, sam_model_registry
 
-    ours = build_sam("mobile_sam")
-    reference = sam_model_registry["vit_t"]()
-    reference.load_state_dict(ours.state_dict())
-    reference.eval()
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
-    segmenter = SamSegmenter(sam=ours, fuse=False, channels_last=False)
-    segmenter.set_image(image)
-    predictor = SamPredictor(reference)
-    predictor.set_image(image)
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    segmenter, predictor = _side_by_side(build_sam("mobile_sam"), sam_model_registry["vit_t"](), SamPredictor, image)
     boxes = np.array([[20, 30, 200, 250], [150, 40, 390, 290]], dtype=np.float32)
     masks, scores = segmenter.predict_boxes(boxes)
     for box, mask, score in zip(boxes, masks, scores):
@@ -120,16 +122,10 @@ def test_efficientvit_sam_equals_its_own_predictor(name):
     from efficientsam.models.efficientvit.sam import EfficientViTSamPredictor
     from efficientsam.sam_model_zoo import create_efficientvit_sam_model
 
-    ours = randomize_batchnorm(build_sam(name))
-    reference = create_efficientvit_sam_model(name.replace("_", "-"), pretrained=False)
-    reference.load_state_dict(ours.state_dict())
-    reference.eval()
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, (240, 360, 3), dtype=np.uint8)
-    segmenter = SamSegmenter(sam=ours, fuse=False, channels_last=False)
-    segmenter.set_image(image)
-    predictor = EfficientViTSamPredictor(reference)
-    predictor.set_image(image)
+    image = np.random.default_rng(1).integers(0, 255, (240, 360, 3), dtype=np.uint8)
+    segmenter, predictor = _side_by_side(randomize_batchnorm(build_sam(name)),
+                                         create_efficientvit_sam_model(name.replace("_", "-"), pretrained=False),
+                                         EfficientViTSamPredictor, image)
     np.testing.assert_allclose(segmenter.get_image_embedding().numpy(), predictor.features.numpy(), atol=1e-4)
     box = np.array([30, 20, 300, 200], dtype=np.float32)
     masks, scores = segmenter.predict_boxes(box[None])
@@ -167,3 +163,48 @@ def test_stability_scoring_selects_masks_as_edge_sam_does():
     expected = calculate_stability_score(torch.as_tensor(low_res), sam.mask_threshold, 1.0).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-6)
     assert not np.allclose(scores, iou_scores)
+
+
+EDGE_SAM_M1_SE_BLOCKS = [1, 5, 9, 11, 13, 15, 17, 19, 21, 25]
+"""``features`` indices with squeeze-excitation in EdgeSAM's ``m1_cfgs`` (SE flag 1, +1 for the stem)."""
+
+
+def test_edge_sam_encoder_is_the_first_version_m1_with_edge_sams_layout(tmp_path):
+    sam = randomize_batchnorm(build_sam("edge_sam"))
+    encoder = sam.image_encoder
+    state = sam.state_dict()
+    assert len(encoder.features) == 27 and encoder.arch_name == "m1"
+    se = sorted({int(k.split(".")[2]) for k in state if k.endswith("token_mixer.1.fc1.weight")})
+    assert se == EDGE_SAM_M1_SE_BLOCKS
+    for key, shape in (("image_encoder.fuse_stage2.weight", (256, 192, 1, 1)),
+                       ("image_encoder.fuse_stage3.op_list.0.weight", (256, 384, 1, 1)),
+                       ("image_encoder.features.1.token_mixer.0.conv1.c.weight", (48, 1, 1, 1)),
+                       ("image_encoder.neck.0.weight", (256, 256, 1, 1))):
+        assert tuple(state[key].shape) == shape, key
+    assert not any(k.startswith("image_encoder.features.1.token_mixer.0.bn.") for k in state)  # legacy RepVGG-DW
+    assert sam.mask_scoring == "stability"
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():  # the fusion: stride 16 + upsampled stride 32, then the neck
+        feats = x
+        for i, block in enumerate(encoder.features):
+            feats = block(feats)
+            if i == 23:
+                s16 = feats
+        up = torch.nn.functional.interpolate(encoder.fuse_stage3.op_list[0](feats), scale_factor=2, mode="bicubic")
+        torch.testing.assert_close(encoder(x), encoder.neck(encoder.fuse_stage2(s16) + up))
+    path = tmp_path / "edge_sam.pth"
+    torch.save(state, path)
+    build_sam("edge_sam_3x", path)  # the official layout loads strictly
+    with pytest.raises(CheckpointError, match=r"(?s)unexpected keys.*conv1\.c\.weight.*shape mismatches"):
+        build_sam("repvit_sam", path)
+
+
+def test_edge_sam_fuses_to_the_same_embedding():
+    from repvit_plugins.models import reparameterize
+
+    encoder = randomize_batchnorm(build_sam("edge_sam", img_size=256)).image_encoder
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        reference = encoder(x)
+        fused = reparameterize(encoder)(x)
+    torch.testing.assert_close(fused, reference, atol=1e-4, rtol=1e-4)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from repvit_plugins.numeric_agreement import embedding_error
+from repvit_plugins.timing import median_seconds as median_latency
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
@@ -84,15 +85,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # -- measuring (child process) ----------------------------------------------------------------------
-def median_latency(fn, iters: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _demo_photos() -> tuple[np.ndarray | None, list[np.ndarray]]:
@@ -150,6 +142,7 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
 
     from repvit_plugins.complexity import count_macs
     from repvit_plugins.models import build_repvit_sam, reparameterize
+    from repvit_plugins.speed import AutocastModule, native_cpu_bf16
 
     results = {}
     torch.manual_seed(0)
@@ -169,6 +162,11 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
         error = embedding_error(out, reference)
         results["encoder: fused + channels_last"] = {
             "s": median_latency(run(fused_cl, image_cl), args.iters, args.warmup), "error": error}
+        bf16 = AutocastModule(fused_cl, "bf16")  # what --speed balanced runs where bf16 is native
+        out = bf16(image_cl)
+        results["encoder: fused + channels_last + bf16 autocast"] = {
+            "s": median_latency(run(bf16, image_cl), args.iters, args.warmup), "error": embedding_error(out, reference),
+            "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args)), "native": native_cpu_bf16()}
     if "compile" not in args.skip:
         compiled = torch.compile(fused_cl)
         with torch.inference_mode():

@@ -9,14 +9,6 @@ fi
 CONFIG=$1
 GPUS=$2
 shift 2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
 TOOLS=$(dirname "$0")
-export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$TOOLS/train.py" "$CONFIG" --launcher pytorch "$@"
+source "$TOOLS/_torchrun.sh"
+torchrun_exec "$GPUS" "$TOOLS/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -14,7 +14,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("data", help="validation folder with one sub-folder per class (ImageFolder layout, "
                                      "class folders sorted like the ImageNet synsets)")
-    parser.add_argument("--arch", required=True, help="m0_6, m0_9, m1_0, m1_1, m1_5 or m2_3")
+    parser.add_argument("--arch", required=True,
+                        help="m0_6, m0_9, m1_0, m1_1, m1_5, m2_3 or the first version's m1, m2, m3")
     parser.add_argument("--checkpoint", required=True, help="checkpoint path or model-zoo name "
                                                             "(official {'model': ...}, raw or timm layout)")
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier width of the checkpoint")

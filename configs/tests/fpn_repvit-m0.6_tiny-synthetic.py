@@ -11,7 +11,7 @@ norm_cfg = dict(type='BN', requires_grad=True)  # SyncBN needs GPUs; BN also run
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch='m0_6', out_indices=(2, 6, 16, 18), init_cfg=None),
+    backbone=dict(arch='m0_6', out_indices=(2, 5, 15, 17), init_cfg=None),
     neck=dict(in_channels=[40, 80, 160, 320], out_channels=32),
     decode_head=dict(in_channels=[32, 32, 32, 32], channels=32, num_classes=len(classes), norm_cfg=norm_cfg))
 

@@ -10,7 +10,7 @@ max_iters = 40
 
 model = dict(
     # BN statistics train here: from random weights they must (the full configs keep the official norm_eval=True)
-    backbone=dict(arch='m0_6', out_indices=(1, 5, 15, 18), norm_eval=False, init_cfg=None),
+    backbone=dict(arch='m0_6', out_indices=(1, 4, 14, 17), norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[40, 80, 160, 320], out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
@@ -59,7 +59,7 @@ val_evaluator = dict(
     _delete_=True, type='CocoMetric', ann_file=data_root + 'annotations.json', metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=1e-4))
+optim_wrapper = dict(optimizer=dict(lr=1.5e-3, weight_decay=1e-4))
 auto_scale_lr = dict(enable=False)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),

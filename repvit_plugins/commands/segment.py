@@ -2,6 +2,7 @@
 
 Writes annotated images and, on request, COCO instance JSON with RLE masks, per-instance PNG masks and
 YOLO-seg labels. Rerun with the same arguments to resume a killed run: finished images are skipped.
+Under torchrun (tools/dist_segment.sh) each rank labels its share of the sorted images and rank 0 assembles.
 """
 from __future__ import annotations
 
@@ -50,7 +51,12 @@ class Labelled:
     labeler: Any
     paths: list[Path]
     summary: Any
-    assembled: bool  # this process wrote the assembled outputs (one rank of several does not)
+    shard: Any
+
+    @property
+    def assembled(self) -> bool:
+        """Whether this process wrote the assembled outputs (one rank of several does not)."""
+        return self.shard.assembles
 
 
 def label(args: argparse.Namespace, outputs) -> Labelled:
@@ -63,8 +69,9 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
     from ..grounding import build_grounded_sam, parse_prompt
     from ..io import iter_image_paths
     from ..jobs.labeler import BatchLabeler, Summary, sorted_paths
+    from ..jobs.settings import run_settings
     from ..jobs.shards import Shard, parse_shard
-    from ..options import ModelOptions, PipelineOptions, run_settings
+    from ..options import ModelOptions, PipelineOptions
     from ..preflight import check_weights
     from .arguments import options_from_args
 
@@ -81,7 +88,7 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
         labeler = BatchLabeler(None, args.out, args.prompt, class_names, outputs, settings)
         summary = labeler.merge_summary(paths)
         labeler.finish(paths, summary)
-        return Labelled(labeler, paths, summary, assembled=True)
+        return Labelled(labeler, paths, summary, Shard())
     check_weights(models)  # every missing file listed at once, in seconds, before anything loads
     shard.join()
     try:
@@ -94,14 +101,20 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
             labeler.finish(paths, summary)
     finally:
         shard.close()
-    return Labelled(labeler, paths, summary, assembled=shard.assembles)
+    return Labelled(labeler, paths, summary, shard)
 
 
 def report(done: Labelled, out: str) -> int:
     """Print the run's summary; the exit code (1 when an image failed or, after a merge, has no record)."""
+    shard = done.shard
     print(done.summary.render())
-    print(f"results in {out}" if done.assembled else
-          f"this share is done; when every share is, assemble with the same arguments and --merge-only")
+    if done.assembled:
+        print(f"results in {out}")
+    elif shard.launched:
+        print(f"rank {shard.rank} of {shard.world_size}: its share is done; rank 0 assembles the outputs")
+    else:
+        print(f"share {shard.rank}/{shard.world_size} is done; when every share is, assemble with the same "
+              "arguments and --merge-only")
     return 1 if done.summary.failed else 0
 
 

@@ -46,8 +46,9 @@ def infer_arch(state: Mapping[str, torch.Tensor]) -> str:
         raise CheckpointError("cannot tell the RepViT arch of a fused or unknown encoder layout; pass arch= explicitly")
     width = state["features.0.2.c.weight"].shape[0]
     blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("features."))
+    legacy = "features.1.token_mixer.0.conv1.c.weight" in state  # the first version's RepVGG-DW (M1/M2/M3)
     for name, arch in ARCHS.items():
-        if arch.channels[0] == width and arch.num_features == blocks:
+        if arch.channels[0] == width and arch.num_features == blocks and arch.legacy == legacy:
             return name
     raise CheckpointError(f"no RepViT arch has stem width {width} and {blocks} blocks; pass arch= explicitly")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..options import DETECTOR_BACKENDS, ModelOptions, PipelineOptions
+from ..speed import speed_plan_of
 from .detector import GroundingDetector
 
 __all__ = ["BACKENDS", "build_detector", "build_grounded_sam", "detector_from_options", "sam_checkpoint_of",
@@ -45,17 +46,24 @@ def build_detector(backend: str = "hf", *, model: str | None = None, checkpoint:
         return OriginalGroundingDetector(model, checkpoint, text_encoder, **common)
     if backend == "mmdet":
         from .mmdet_backend import MMDetGroundingDetector
+        from .mmdet_closed_set import MMDetClosedSetDetector, is_closed_set_config
 
         if model is None:
-            raise ValueError("the 'mmdet' backend needs model= (an mmdet GroundingDINO config file)")
+            raise ValueError("the 'mmdet' backend needs model= (an mmdet GroundingDINO config file, or the config "
+                             "of a trained closed-set detector with its checkpoint=)")
+        if is_closed_set_config(model):  # e.g. the RepViT Mask R-CNN trained on an autolabel dataset
+            return MMDetClosedSetDetector(model, checkpoint, **common)
         return MMDetGroundingDetector(model, checkpoint, text_encoder, **common)
     raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def detector_from_options(models: ModelOptions, options: PipelineOptions | None = None) -> GroundingDetector:
-    """The detector ``models`` names, with ``options`` as its defaults."""
+    """The detector ``models`` names, with ``options`` as its defaults, run as ``models.speed`` says."""
+    plan = speed_plan_of(models)
+    resize = {"image_size": plan.detector_image_size, "max_size": plan.detector_max_size}
     return build_detector(models.detector, model=models.detector_model, checkpoint=models.detector_checkpoint,
-                          text_encoder=models.text_encoder, device=models.resolved_device(), options=options)
+                          text_encoder=models.text_encoder, device=models.resolved_device(), options=options,
+                          precision=plan.detector_precision, **{k: v for k, v in resize.items() if v})
 
 
 def sam_checkpoint_of(models: ModelOptions) -> str:
@@ -79,7 +87,8 @@ def segmenter_from_options(models: ModelOptions):
 
     return SamSegmenter(model=models.resolved_sam_model, checkpoint=sam_checkpoint_of(models),
                         backend=models.encoder_backend, device=models.resolved_device(),
-                        img_size=models.sam_image_size, encoder_onnx=models.sam_encoder_onnx)
+                        img_size=models.sam_image_size, encoder_onnx=models.sam_encoder_onnx,
+                        precision=speed_plan_of(models).encoder_precision)
 
 
 def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = None):

@@ -83,6 +83,9 @@ class MMDetGroundingDetector(GroundingDetector):
             strict_load(self.model, extract_state_dict(load_checkpoint_file(weights)),
                         ignore=r"language_model\.language_backbone\.body\.model\.embeddings\.position_ids$",
                         what=str(weights))
+        else:  # random weights, initialised: some parameters are allocated uninitialised until init_weights()
+            with quietly():
+                self.model.init_weights()
         self.model.cfg = cfg
         self.model.eval().to(self.device)
         self.pipeline = Compose(pipeline)

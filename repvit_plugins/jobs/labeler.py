@@ -7,7 +7,9 @@ Every image's outputs are written atomically, then its record
 (``records/<key>.json``) last: the record is the commit point. A rerun with the
 same settings skips images that have a record, so a killed run (even ``kill -9``)
 continues with nothing lost and nothing written twice. The COCO file is
-assembled from the records at the end of every run.
+assembled from the records at the end of every run (:meth:`BatchLabeler.finish`);
+under ``torchrun`` each rank labels its share (:meth:`BatchLabeler.label`) and one
+process assembles (see :mod:`repvit_plugins.jobs.shards`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -56,6 +58,14 @@ class Summary:
     def seconds_per_image(self) -> float:
         return self.seconds / self.processed if self.processed else 0.0
 
+    @classmethod
+    def combine(cls, parts: Sequence["Summary"], images: int) -> "Summary":
+        """One summary of several ranks' runs over ``images`` images in all (their time: the slowest's)."""
+        return cls(images=images, processed=sum(p.processed for p in parts),
+                   skipped_done=sum(p.skipped_done for p in parts), failed=sum(p.failed for p in parts),
+                   detections=sum(p.detections for p in parts), seconds=max((p.seconds for p in parts), default=0.0),
+                   failures=[f for p in parts for f in p.failures])
+
     def render(self) -> str:
         lines = [f"images: {self.images} ({self.processed} processed now, {self.skipped_done} already done, "
                  f"{self.failed} failed)",
@@ -69,6 +79,11 @@ def output_stem(path: Path) -> str:
     """A stable, unique output name for an input file (its stem and a hash of its absolute path)."""
     digest = hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:10]
     return f"{path.stem}-{digest}"
+
+
+def sorted_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The job's order of images: sorted, without duplicates (image ids and rank shares follow it)."""
+    return sorted(dict.fromkeys(Path(p) for p in paths))
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -100,7 +115,7 @@ class BatchLabeler:
         self.outputs = outputs
         self.settings = {**settings, "class_names": self.class_names, "outputs": asdict(outputs)}
 
-    def _check_settings(self, overwrite: bool) -> None:
+    def _check_settings(self, overwrite: bool, paths: Sequence[Path]) -> None:
         path = self.out / SETTINGS_FILE
         if path.is_file() and not overwrite:
             previous = json.loads(path.read_text())
@@ -111,9 +126,9 @@ class BatchLabeler:
                     f"{self.out} holds a run made with other settings ({', '.join(changed)} differ). "
                     "Use another --out folder, rerun with the same arguments to resume, or pass --overwrite."
                 )
-        if overwrite and (self.out / "records").is_dir():
-            for record in (self.out / "records").glob("*.json"):
-                record.unlink()
+        if overwrite:  # only this job's images: other ranks redo theirs
+            for path in paths:
+                self._record_path(output_stem(path)).unlink(missing_ok=True)
         atomic_write_text(path, json.dumps(self.settings, indent=2, sort_keys=True))
 
     def _write_outputs(self, key: str, path: Path, image: np.ndarray, detections) -> dict[str, Any]:
@@ -139,14 +154,21 @@ class BatchLabeler:
 
     def run(self, paths: Sequence[Path], *, overwrite: bool = False, progress: bool = True,
             on_image: Callable[[Path], None] | None = None) -> Summary:
-        """Label every path that has no record yet; returns the run's :class:`Summary`."""
+        """Label every path that has no record yet, then assemble the outputs; returns the run's :class:`Summary`."""
+        summary = self.label(paths, overwrite=overwrite, progress=progress, on_image=on_image)
+        self.finish(paths, summary)
+        return summary
+
+    def label(self, paths: Sequence[Path], *, overwrite: bool = False, progress: bool = True,
+              on_image: Callable[[Path], None] | None = None) -> Summary:
+        """Label every path that has no record yet (writing records, not the assembled files)."""
         from tqdm.auto import tqdm
 
         from ..io import ImageLoadError, load_image
 
         self.out.mkdir(parents=True, exist_ok=True)
-        self._check_settings(overwrite)
-        paths = sorted(dict.fromkeys(Path(p) for p in paths))
+        paths = sorted_paths(paths)
+        self._check_settings(overwrite, paths)
         summary = Summary(images=len(paths))
         todo = [p for p in paths if not self._record_path(output_stem(p)).is_file()]
         summary.skipped_done = len(paths) - len(todo)
@@ -175,7 +197,6 @@ class BatchLabeler:
                     if on_image is not None:
                         on_image(path)
         summary.seconds = time.perf_counter() - start
-        self._finish(paths, summary)
         return summary
 
     def _commit(self, path: Path, image: np.ndarray, detections) -> int | ImageFailure:
@@ -193,19 +214,31 @@ class BatchLabeler:
         summary.failed += 1
         summary.failures.append({"path": str(path), "stage": failure.stage, "error": failure.reason})
 
-    def _finish(self, paths: Sequence[Path], summary: Summary) -> None:
-        """Assemble ``annotations.json`` from all records and write ``summary.json``."""
+    def records(self, paths: Sequence[Path]) -> Iterator[tuple[int, Path, dict[str, Any]]]:
+        """``(image id, path, record)`` of every labelled path; ids are positions in the sorted list, from 1."""
+        for image_id, path in enumerate(sorted_paths(paths), 1):
+            record_path = self._record_path(output_stem(path))
+            if record_path.is_file():
+                yield image_id, path, json.loads(record_path.read_text())
+
+    def merge_summary(self, paths: Sequence[Path]) -> Summary:
+        """The summary of a merge: how many of ``paths`` have a record; those without count as failed."""
+        paths = sorted_paths(paths)
+        missing = [p for p in paths if not self._record_path(output_stem(p)).is_file()]
+        return Summary(images=len(paths), skipped_done=len(paths) - len(missing), failed=len(missing),
+                       failures=[{"path": str(p), "stage": "merging", "error": "no record (failed, or its share "
+                                  "has not finished)"} for p in missing])
+
+    def finish(self, paths: Sequence[Path], summary: Summary) -> None:
+        """Assemble ``annotations.json`` from the records of ``paths`` and write ``summary.json``."""
         if self.outputs.coco:
             images, annotations = [], []
-            for image_id, path in enumerate(paths, 1):
-                record_path = self._record_path(output_stem(path))
-                if not record_path.is_file():
-                    continue
-                record = json.loads(record_path.read_text())
+            for image_id, _, record in self.records(paths):
                 images.append({"id": image_id, "file_name": record["file_name"],
                                "height": record["height"], "width": record["width"]})
                 annotations += [{**ann, "image_id": image_id} for ann in record["annotations"]]
             dataset = coco_dataset(images, annotations, self.class_names)
             atomic_write_text(self.out / "annotations.json", json.dumps(dataset))
         atomic_write_text(self.out / "summary.json",
-                          json.dumps({**asdict(summary), "seconds_per_image": summary.seconds_per_image}, indent=2))
+                          json.dumps({**asdict(summary), "seconds_per_image": summary.seconds_per_image,
+                                      "speed_path": self.settings.get("speed_path")}, indent=2))

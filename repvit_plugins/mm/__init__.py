@@ -2,8 +2,9 @@
 
 Importing this module
 
-* registers the backbone as ``type='RepViT'`` in mmengine's root ``MODELS`` and
-  in ``mmdet.registry.MODELS`` / ``mmseg.registry.MODELS`` (each only if that
+* registers the backbones as ``type='RepViT'`` and ``type='TimmBackbone'`` (any
+  timm model through ``features_only``) in mmengine's root ``MODELS`` and in
+  ``mmdet.registry.MODELS`` / ``mmseg.registry.MODELS`` (each only if that
   package is installed, so either one alone is enough);
 * registers :class:`ReparameterizeHook` in mmengine's ``HOOKS``;
 * lets ``torch.load(weights_only=True)`` read mmengine Runner checkpoints, so
@@ -17,12 +18,14 @@ register_safe_globals()
 
 from .backbone import RepViTBackbone  # noqa: E402  (needs mmengine; after the safe globals on purpose)
 from .hooks import ReparameterizeHook  # noqa: E402
+from .timm_backbone import TimmBackbone  # noqa: E402
 
-__all__ = ["RepViTBackbone", "ReparameterizeHook", "REGISTERED_IN", "register_safe_globals"]
+__all__ = ["RepViTBackbone", "ReparameterizeHook", "REGISTERED_IN", "TimmBackbone", "register_safe_globals"]
+BACKBONES = {"RepViT": RepViTBackbone, "TimmBackbone": TimmBackbone}
 
 
 def _register() -> tuple[str, ...]:
-    """Register the backbone and hook; return the scopes whose MODELS know ``RepViT``."""
+    """Register the backbones and hook; return the scopes whose MODELS know them."""
     from mmengine.registry import HOOKS, MODELS
 
     registries = [MODELS]
@@ -32,8 +35,9 @@ def _register() -> tuple[str, ...]:
         except ImportError:  # only one of mmdet / mmseg installed: register where possible
             continue
     for registry in registries:
-        if registry.module_dict.get("RepViT") is not RepViTBackbone:
-            registry.register_module("RepViT", module=RepViTBackbone, force=True)
+        for name, backbone in BACKBONES.items():
+            if registry.module_dict.get(name) is not backbone:
+                registry.register_module(name, module=backbone, force=True)
     if "ReparameterizeHook" not in HOOKS.module_dict:
         HOOKS.register_module("ReparameterizeHook", module=ReparameterizeHook)
     return tuple(registry.scope for registry in registries)

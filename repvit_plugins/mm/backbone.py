@@ -10,27 +10,29 @@ layout :func:`repvit_plugins.models.factory.load_repvit_weights` accepts.
 """
 from __future__ import annotations
 
-import logging
+import os
 from typing import Sequence
 
 import torch
 from mmengine.dist import get_world_size, is_distributed
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
 from ..models.factory import load_repvit_weights
 from ..models.repvit import RepViT
+from .backbone_base import BackboneMixin
 
 __all__ = ["RepViTBackbone"]
 
 
-class RepViTBackbone(RepViT, BaseModule):
+class RepViTBackbone(RepViT, BackboneMixin, BaseModule):
     """RepViT backbone returning the outputs of chosen blocks.
 
+    ``out_channels``, ``strides`` and ``feature_info`` (timm's format) describe the outputs.
+
     Args:
-        arch: ``'m0_6'``, ``'m0_9'``, ``'m1_0'``, ``'m1_1'``, ``'m1_5'`` or ``'m2_3'``
-            (``'M1.1'`` and ``'repvit_m1_1'`` work too).
+        arch: ``'m0_6'``, ``'m0_9'``, ``'m1_0'``, ``'m1_1'``, ``'m1_5'``, ``'m2_3'``, or the first
+            version's ``'m1'``, ``'m2'``, ``'m3'`` (``'M1.1'`` and ``'repvit_m1_1'`` work too).
         out_indices: official block indices (``features[i]``) to return, in
             order. ``None`` gives the official detection taps
             (``arch.det_out_indices``: M1.1 ``(2, 6, 20, 24)``); the Semantic FPN
@@ -54,7 +56,8 @@ class RepViTBackbone(RepViT, BaseModule):
         super().__init__(arch, num_classes=0, drop_path_rate=drop_path_rate)
         self.init_cfg = init_cfg
         self.out_indices = self._resolve_indices(out_indices)
-        self.out_channels = self.feature_channels(self.out_indices)
+        self.feature_info = [dict(num_chs=c, reduction=r, module=f"features.{i}") for i, c, r in zip(
+            self.out_indices, self.feature_channels(self.out_indices), self.feature_strides(self.out_indices))]
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be -1 (none) .. 4 (all), got {frozen_stages}")
         self.frozen_stages = frozen_stages
@@ -84,37 +87,9 @@ class RepViTBackbone(RepViT, BaseModule):
         last = 0 if self.frozen_stages == 0 else self.arch.stage_ends[self.frozen_stages - 1]
         return list(self.features[: last + 1])
 
-    def _freeze(self) -> None:
-        for module in self.frozen_modules:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.forward_intermediates(x, self.out_indices))
 
-    def train(self, mode: bool = True) -> "RepViTBackbone":
-        """Train mode, keeping frozen stages and (with ``norm_eval``) every BN in eval mode."""
-        super().train(mode)
-        self._freeze()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
-    def init_weights(self) -> None:
-        """Load ``init_cfg=dict(type='Pretrained', checkpoint=...)`` through the project's safe loader."""
-        if self._is_init:
-            return super().init_weights()  # mmengine warns that it ran twice; nothing is reloaded
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg] if self.init_cfg else []
-        pretrained = [c for c in cfgs if c.get("type") == "Pretrained"]
-        self.init_cfg = [c for c in cfgs if c.get("type") != "Pretrained"] or None
-        super().init_weights()  # any other init_cfg (e.g. Kaiming) runs first, as in mmengine
-        for cfg in pretrained:
-            if "checkpoint" not in cfg:
-                raise ValueError("init_cfg of type 'Pretrained' needs checkpoint=PATH_OR_ZOO_NAME "
-                                 "(e.g. 'repvit_m1_1_distill_300e')")
-            load_repvit_weights(self, cfg["checkpoint"], prefix=cfg.get("prefix"))
-            print_log(f"RepViT-{self.arch_name}: loaded {cfg['checkpoint']}", logger="current", level=logging.INFO)
-        self.init_cfg = (self.init_cfg or []) + pretrained or None
+    def load_pretrained(self, checkpoint: str | os.PathLike, prefix: str | None = None) -> None:
+        """Official ImageNet, timm, zoo-name or mm (``backbone.``) checkpoints, strict keys."""
+        load_repvit_weights(self, checkpoint, prefix=prefix)

@@ -12,9 +12,17 @@ from ..zoo import resolve_checkpoint
 from .repvit import RepViT
 from .repvit_keys import is_timm_layout, timm_to_official
 
-__all__ = ["build_repvit", "load_repvit_weights"]
+__all__ = ["build_repvit", "load_repvit_weights", "read_state_dict"]
 
 _WRAPPER_PREFIXES = ("backbone.", "image_encoder.", "model.")
+
+
+def read_state_dict(spec: str | os.PathLike | Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """``(state dict, description)`` from a state dict, a path or a zoo name (``torch.load(weights_only=True)``)."""
+    if isinstance(spec, Mapping) and all(torch.is_tensor(v) for v in spec.values()):
+        return dict(spec), "state dict"
+    path = resolve_checkpoint(spec)
+    return extract_state_dict(load_checkpoint_file(path)), str(path)
 
 
 def load_repvit_weights(model: nn.Module, spec: str | os.PathLike | Mapping[str, torch.Tensor], *,
@@ -25,13 +33,7 @@ def load_repvit_weights(model: nn.Module, spec: str | os.PathLike | Mapping[str,
     ``backbone.`` prefixes), timm's ``RepVit``. Classifier heads in the file are
     ignored when the model has none (backbone use).
     """
-    if isinstance(spec, Mapping) and all(torch.is_tensor(v) for v in spec.values()):
-        state = dict(spec)
-        what = "state dict"
-    else:
-        path = resolve_checkpoint(spec)
-        state = extract_state_dict(load_checkpoint_file(path))
-        what = str(path)
+    state, what = read_state_dict(spec)
     if prefix is None:
         prefix = next((p for p in _WRAPPER_PREFIXES if any(k.startswith(p) for k in state)), "")
     if prefix:

@@ -123,14 +123,22 @@ class Residual(nn.Module):
 
 
 class RepVGGDW(nn.Module):
-    """Depthwise 3x3 conv-BN + depthwise 1x1 conv + identity, then BN (structural re-param)."""
+    """Depthwise 3x3 conv-BN + depthwise 1x1 conv + identity, then BN (structural re-param).
 
-    def __init__(self, channels: int):
+    ``legacy``: the paper's first version (RepViT-M1/M2/M3): the 1x1 branch is a
+    conv-BN of its own (keys ``conv1.c`` / ``conv1.bn``) and there is no outer BN.
+    """
+
+    def __init__(self, channels: int, legacy: bool = False):
         super().__init__()
         self.conv = Conv2dBN(channels, channels, 3, 1, 1, groups=channels)
-        self.conv1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels)
+        if legacy:
+            self.conv1 = Conv2dBN(channels, channels, 1, groups=channels)
+            self.bn = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels)
+            self.bn = nn.BatchNorm2d(channels)
         self.dim = channels
-        self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x) + self.conv1(x) + x)
@@ -138,11 +146,12 @@ class RepVGGDW(nn.Module):
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         conv = self.conv.fuse()
-        one_by_one = F.pad(self.conv1.weight, [1, 1, 1, 1])
-        identity = F.pad(torch.ones_like(self.conv1.weight), [1, 1, 1, 1])
-        weight = conv.weight + one_by_one + identity
-        bias = conv.bias + self.conv1.bias
-        weight, bias = _fold_bn(weight, bias, self.bn)
+        one = self.conv1.fuse() if isinstance(self.conv1, Conv2dBN) else self.conv1
+        identity = F.pad(torch.ones_like(one.weight), [1, 1, 1, 1])
+        weight = conv.weight + F.pad(one.weight, [1, 1, 1, 1]) + identity
+        bias = conv.bias + one.bias
+        if isinstance(self.bn, nn.BatchNorm2d):
+            weight, bias = _fold_bn(weight, bias, self.bn)
         return _conv_like(conv, weight, bias)
 
 
@@ -163,7 +172,7 @@ class RepViTBlock(nn.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, use_se: bool, drop_path: float = 0.0,
-                 downsample: bool = False):
+                 downsample: bool = False, legacy: bool = False):
         super().__init__()
         se = SqueezeExcite(in_ch, 0.25) if use_se else nn.Identity()
         if downsample:
@@ -175,7 +184,7 @@ class RepViTBlock(nn.Module):
         else:
             if in_ch != out_ch or stride != 1:
                 raise ValueError("a stride-1 RepViT block keeps its width")
-            self.token_mixer = nn.Sequential(RepVGGDW(in_ch), se)
+            self.token_mixer = nn.Sequential(RepVGGDW(in_ch, legacy), se)
         self.channel_mixer = Residual(_ffn(out_ch, 2 * out_ch), drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,11 +225,13 @@ class RepViTArch:
 
     A downsample block sits before stages 2-4. Stride-1 blocks alternate SE
     on/off starting with on, except the last block before a downsample (no SE),
-    exactly as the official cfg tables.
+    exactly as the official cfg tables. ``legacy`` marks the paper's first
+    version (M1/M2/M3), whose RepVGG-DW differs (see :class:`RepVGGDW`).
     """
 
     channels: tuple[int, int, int, int]
     depths: tuple[int, int, int, int]
+    legacy: bool = False
 
     def block_specs(self) -> list[tuple[int, int, int, bool, bool]]:
         """``(in_ch, out_ch, stage, use_se, downsample)`` for ``features[1:]``."""
@@ -259,12 +270,16 @@ class RepViTArch:
 
 
 ARCHS: dict[str, RepViTArch] = {
-    "m0_6": RepViTArch((40, 80, 160, 320), (2, 3, 9, 1)),
+    "m0_6": RepViTArch((40, 80, 160, 320), (2, 2, 9, 1)),
     "m0_9": RepViTArch((48, 96, 192, 384), (3, 3, 15, 2)),
     "m1_0": RepViTArch((56, 112, 224, 448), (3, 3, 15, 2)),
     "m1_1": RepViTArch((64, 128, 256, 512), (3, 3, 13, 2)),
     "m1_5": RepViTArch((64, 128, 256, 512), (5, 5, 25, 4)),
     "m2_3": RepViTArch((80, 160, 320, 640), (7, 7, 35, 2)),
+    # the paper's first version (arXiv v1, timm ``repvit_m1/m2/m3``): M0.9 / M1.1 blocks and a deeper M1.1
+    "m1": RepViTArch((48, 96, 192, 384), (3, 3, 15, 2), legacy=True),
+    "m2": RepViTArch((64, 128, 256, 512), (3, 3, 13, 2), legacy=True),
+    "m3": RepViTArch((64, 128, 256, 512), (5, 5, 19, 2), legacy=True),
 }
 
 
@@ -281,7 +296,8 @@ class RepViT(nn.Module):
     """The RepViT family.
 
     Args:
-        arch: ``'m0_6' ... 'm2_3'`` (``'repvit_m1_1'`` accepted).
+        arch: ``'m0_6' ... 'm2_3'``, or the first version's ``'m1'``, ``'m2'``, ``'m3'``
+            (``'repvit_m1_1'`` and ``'M1.1'`` accepted).
         num_classes: classifier width; ``0`` builds no classifier (backbone use).
         distillation: add the distillation head of the official models.
         drop_path_rate: stochastic depth, rising linearly over the blocks.
@@ -294,6 +310,7 @@ class RepViT(nn.Module):
         self.arch_name = canonical_arch(arch)
         self.arch = ARCHS[self.arch_name]
         self.num_classes = num_classes
+        self.last_stride = last_stride
         first = self.arch.channels[0]
         stem = nn.Sequential(Conv2dBN(3, first // 2, 3, 2, 1), nn.GELU(), Conv2dBN(first // 2, first, 3, 2, 1))
         specs = self.arch.block_specs()
@@ -301,7 +318,7 @@ class RepViT(nn.Module):
         for i, (in_ch, out_ch, stage, use_se, downsample) in enumerate(specs):
             stride = (last_stride if stage == 3 else 2) if downsample else 1
             drop = drop_path_rate * i / max(len(specs) - 1, 1)
-            blocks.append(RepViTBlock(in_ch, out_ch, stride, use_se, drop, downsample))
+            blocks.append(RepViTBlock(in_ch, out_ch, stride, use_se, drop, downsample, self.arch.legacy))
         self.features = nn.ModuleList(blocks)
         self.num_channels = self.arch.channels[-1]
         self.classifier = Classifier(self.num_channels, num_classes, distillation) if num_classes > 0 else None
@@ -310,6 +327,13 @@ class RepViT(nn.Module):
         """Channel count of the output of each ``features[i]``."""
         widths = [self.arch.channels[0]] + [spec[1] for spec in self.arch.block_specs()]
         return [widths[i] for i in indices]
+
+    def feature_strides(self, indices: Iterable[int]) -> list[int]:
+        """Output stride of each ``features[i]``: 4 after the stem, doubled by every downsample block."""
+        strides = [4]
+        for _, _, stage, _, downsample in self.arch.block_specs():
+            strides.append(strides[-1] * ((self.last_stride if stage == 3 else 2) if downsample else 1))
+        return [strides[i] for i in indices]
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
         """Outputs of ``features[i]`` for each ``i`` in ``indices`` (official block indices)."""

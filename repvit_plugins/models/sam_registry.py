@@ -1,7 +1,7 @@
 """The SAM model zoo as data: one :class:`SamModelSpec` per named model, and :func:`build_sam`, the one door.
 
 Every entry is a ``segment_anything.modeling.Sam`` whose image encoder comes from
-an encoder *family* (RepViT from this project, SAM's ViT from ``segment_anything``,
+an encoder *family* (RepViT-SAM and EdgeSAM on this project's one RepViT core, SAM's ViT from ``segment_anything``,
 MobileSAM's TinyViT from the ``mobilesam-mirror`` package, EfficientViT-SAM's from ``efficientsam``) with the entry's
 arguments, its input size, pixel normalisation and zoo checkpoint. The prompt
 encoder and mask decoder are segment_anything's, so every entry gets the same
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .repvit import ARCHS, canonical_arch
-from .repvit_sam import RepViTSamEncoder
+from .repvit_sam import EdgeSamEncoder, RepViTSamEncoder
 from .sam_parts import SAM_EMBED_DIM, SAM_PIXEL_MEAN, SAM_PIXEL_STD, assemble_sam, load_sam_checkpoint
 
 __all__ = ["ENCODER_FAMILIES", "SAM_MODELS", "SamModelSpec", "build_encoder", "build_sam", "repvit_sam_name",
@@ -56,6 +56,10 @@ class SamModelSpec:
 
 def _repvit_encoder(img_size: int, arch: str) -> nn.Module:
     return RepViTSamEncoder(arch, img_size=img_size)
+
+
+def _edge_sam_encoder(img_size: int, arch: str) -> nn.Module:
+    return EdgeSamEncoder(arch, img_size=img_size)
 
 
 def _vit_encoder(img_size: int, embed_dim: int, depth: int, num_heads: int,
@@ -115,6 +119,7 @@ def _tiny_vit_encoder(img_size: int, **kwargs: Any) -> nn.Module:
 
 ENCODER_FAMILIES: dict[str, Callable[..., nn.Module]] = {
     "repvit": _repvit_encoder,
+    "edge_sam": _edge_sam_encoder,
     "vit": _vit_encoder,
     "tiny_vit": _tiny_vit_encoder,
     "efficientvit": _efficientvit_encoder,
@@ -132,6 +137,8 @@ def _entries() -> list[SamModelSpec]:
     entries = [SamModelSpec("repvit_sam", "repvit", {"arch": "m2_3"}, checkpoint="repvit_sam", zero_shot_coco_ap=44.4)]
     entries += [SamModelSpec(f"repvit_sam_{arch}", "repvit", {"arch": arch}) for arch in ARCHS if arch != "m2_3"]
     entries += [
+        *(SamModelSpec(name, "edge_sam", {"arch": "m1"}, checkpoint=name, mask_scoring="stability")
+          for name in ("edge_sam", "edge_sam_3x")),
         SamModelSpec("mobile_sam", "tiny_vit", dict(
             embed_dims=(64, 128, 160, 320), depths=(2, 2, 6, 2), num_heads=(2, 4, 5, 10), window_sizes=(7, 7, 14, 7),
             mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=4.0,
