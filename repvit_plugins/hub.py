@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
 
-__all__ = ["PROBE_TIMEOUT", "cached_hub_model", "hub_endpoint", "hub_offline", "reachable", "reachable_hosts",
-           "use_hub_offline"]
+__all__ = ["PROBE_TIMEOUT", "cached_hub_model", "hub_endpoint", "hub_offline", "looks_like_local_path", "reachable",
+           "reachable_hosts", "use_hub_offline"]
 
 PROBE_TIMEOUT = 3.0
 """Seconds a connection probe waits for a host."""
@@ -26,6 +26,12 @@ _TRUE = ("1", "true", "yes", "on")
 
 def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def looks_like_local_path(spec: str) -> bool:
+    """Whether a model spec that is not on disk was meant as a local path rather than a hub id (``org/name``)."""
+    return (Path(spec).expanduser().is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1
+            or (os.sep != "/" and os.sep in spec))
 
 
 def hub_offline() -> bool:

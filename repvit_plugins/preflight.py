@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint_io import CheckpointError
-from .hub import cached_hub_model, hub_endpoint, hub_offline, reachable_hosts, use_hub_offline
+from .hub import cached_hub_model, hub_endpoint, hub_offline, looks_like_local_path, reachable_hosts, use_hub_offline
 from .options import ModelOptions
 from .zoo import cache_dir, downloads_disabled, resolve_checkpoint, zoo_entry
 
@@ -52,16 +52,13 @@ class MissingWeightsError(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.endswith((".pth", ".pt", ".py", ".onnx")) or spec.count("/") > 1
-
-
 def _checkpoint_need(what: str, spec: str, flag: str) -> Need:
     return Need(what, "zoo" if zoo_entry(spec) is not None else "file", spec, flag)
 
 
 def _model_need(what: str, spec: str, flag: str) -> Need:
-    return Need(what, "folder" if _looks_like_path(spec) or Path(spec).expanduser().exists() else "hub", spec, flag)
+    local = Path(spec).expanduser().exists() or looks_like_local_path(spec)
+    return Need(what, "folder" if local else "hub", spec, flag)
 
 
 def needed_weights(models: ModelOptions) -> list[Need]:

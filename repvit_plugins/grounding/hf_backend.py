@@ -1,13 +1,13 @@
 """Grounding DINO from transformers (``GroundingDinoForObjectDetection`` + its processor)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 
@@ -37,15 +37,13 @@ def _resolve(model: str) -> str:
             raise DetectorLoadError(f"{model} is a file; the 'hf' backend needs a model folder "
                                     "(config.json, weights, tokenizer and preprocessor files) or a hub id.")
         return str(path)
-    if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+    if looks_like_local_path(model):
         raise DetectorLoadError(f"no model folder at {model}.\n{_download_hint(model)}")
     return model
 
 
 def _prepare_hub(source: str) -> bool:
     """Whether to read ``source`` from the local cache only: a folder, or a hub that is offline or unreachable."""
-    from ..hub import hub_endpoint, hub_offline, reachable, use_hub_offline
-
     if Path(source).is_dir() or hub_offline():
         return True
     if not reachable(hub_endpoint()):

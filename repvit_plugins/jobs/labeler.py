@@ -128,7 +128,7 @@ class BatchLabeler:
                 )
         if overwrite:  # only this job's images: other ranks redo theirs
             for path in paths:
-                self._record_path(output_stem(path)).unlink(missing_ok=True)
+                self._record_of(path).unlink(missing_ok=True)
         atomic_write_text(path, json.dumps(self.settings, indent=2, sort_keys=True))
 
     def _write_outputs(self, key: str, path: Path, image: np.ndarray, detections) -> dict[str, Any]:
@@ -152,6 +152,10 @@ class BatchLabeler:
     def _record_path(self, key: str) -> Path:
         return self.out / "records" / f"{key}.json"
 
+    def _record_of(self, path: Path) -> Path:
+        """Where the record (the commit point) of input ``path`` goes."""
+        return self._record_path(output_stem(path))
+
     def run(self, paths: Sequence[Path], *, overwrite: bool = False, progress: bool = True,
             on_image: Callable[[Path], None] | None = None) -> Summary:
         """Label every path that has no record yet, then assemble the outputs; returns the run's :class:`Summary`."""
@@ -170,7 +174,7 @@ class BatchLabeler:
         paths = sorted_paths(paths)
         self._check_settings(overwrite, paths)
         summary = Summary(images=len(paths))
-        todo = [p for p in paths if not self._record_path(output_stem(p)).is_file()]
+        todo = [p for p in paths if not self._record_of(p).is_file()]
         summary.skipped_done = len(paths) - len(todo)
         start = time.perf_counter()
         batch_size = self.pipeline.options.batch_size
@@ -217,14 +221,14 @@ class BatchLabeler:
     def records(self, paths: Sequence[Path]) -> Iterator[tuple[int, Path, dict[str, Any]]]:
         """``(image id, path, record)`` of every labelled path; ids are positions in the sorted list, from 1."""
         for image_id, path in enumerate(sorted_paths(paths), 1):
-            record_path = self._record_path(output_stem(path))
+            record_path = self._record_of(path)
             if record_path.is_file():
                 yield image_id, path, json.loads(record_path.read_text())
 
     def merge_summary(self, paths: Sequence[Path]) -> Summary:
         """The summary of a merge: how many of ``paths`` have a record; those without count as failed."""
         paths = sorted_paths(paths)
-        missing = [p for p in paths if not self._record_path(output_stem(p)).is_file()]
+        missing = [p for p in paths if not self._record_of(p).is_file()]
         return Summary(images=len(paths), skipped_done=len(paths) - len(missing), failed=len(missing),
                        failures=[{"path": str(p), "stage": "merging", "error": "no record (failed, or its share "
                                   "has not finished)"} for p in missing])
