@@ -20,8 +20,8 @@ import torch
 
 from .options import SPEED_PRESETS, ModelOptions
 
-__all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "cpu_description",
-           "native_cpu_bf16", "speed_plan", "speed_plan_of"]
+__all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "cast_matmul_weights",
+           "cpu_description", "native_cpu_bf16", "speed_plan", "speed_plan_of"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -101,6 +101,24 @@ def autocast(device: str | torch.device, precision: str = "fp32") -> ContextMana
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=_DTYPES[precision])
+
+
+def cast_matmul_weights(model: torch.nn.Module, precision: str) -> int:
+    """Store the Linear / Conv weights and biases of ``model`` in ``precision`` once; how many layers.
+
+    Under :func:`autocast` to the same precision the outputs are identical (autocast casts these
+    tensors anyway), but no longer re-cast on every call, and the float32 copies are freed.
+    """
+    autocast("cpu", precision)  # checks the name
+    if precision == "fp32":
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
+    for layer in layers:
+        for name in ("weight", "bias"):
+            tensor = getattr(layer, name)
+            if tensor is not None:
+                tensor.data = tensor.data.to(_DTYPES[precision])
+    return len(layers)
 
 
 class AutocastModule(torch.nn.Module):

@@ -3,7 +3,8 @@
 
 Paths, each in its own process on the same images, one after the other:
 
-- ``baseline``: written the way Grounded-SAM does it: fp32 eager detector, unfused encoder,
+- ``baseline``: written the way Grounded-SAM does it: fp32 eager detector (transformers' own deformable
+  attention), unfused encoder,
   ``segment_anything.SamPredictor`` called once per box;
 - ``exact``: ``--speed exact``, float32 (the default before speed presets: fused channels_last encoder,
   all boxes in one decoder call);
@@ -130,7 +131,7 @@ def _build_detector(spec: PathSpec, args, watch: Stopwatch):
 
     resize = {"image_size": spec.detector_image_size, "max_size": spec.detector_max_size}
     detector = build_detector("hf", model=args.detector_model, precision=spec.detector_precision,
-                              **{k: v for k, v in resize.items() if v})
+                              fast_attention=not spec.grounded_sam_style, **{k: v for k, v in resize.items() if v})
     if spec.detector_int8:
         detector.model = torch.ao.quantization.quantize_dynamic(detector.model, {torch.nn.Linear}, dtype=torch.qint8)
     detector.preprocess = watch.wrap("det_preprocess", detector.preprocess)

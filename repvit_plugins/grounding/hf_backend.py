@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from ..hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
+from ..speed import cast_matmul_weights
+from .deformable_attention import use_fast_deformable_attention
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 
@@ -60,11 +62,15 @@ class HFGroundingDetector(GroundingDetector):
             cached there, or taken from its cache when offline) or a local folder saved with
             ``save_pretrained`` (model and processor).
         image_size / max_size: override the processor's resize (shortest / longest edge).
+        fast_attention: run multi-scale deformable attention as one weighted gather
+            (:mod:`~repvit_plugins.grounding.deformable_attention`: the same outputs to float32 rounding,
+            faster and lighter on the CPU) instead of transformers' ``grid_sample`` path. Default: on the
+            CPU (where it was measured), not on CUDA.
         Other arguments: see :class:`GroundingDetector`.
     """
 
     def __init__(self, model: str = DEFAULT_HF_MODEL, *, image_size: int | None = None, max_size: int | None = None,
-                 **kwargs: Any):
+                 fast_attention: bool | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
@@ -76,6 +82,9 @@ class HFGroundingDetector(GroundingDetector):
         except (OSError, ValueError) as err:
             raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
         self.model.eval().to(self.device)
+        if fast_attention or (fast_attention is None and self.device.type == "cpu"):
+            use_fast_deformable_attention(self.model)
+        cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
         self.max_text_len = int(self.model.config.max_text_len)
         ids = dict(zip(_SPECIAL_TOKENS, self.tokenizer.convert_tokens_to_ids(list(_SPECIAL_TOKENS))))
