@@ -6,8 +6,10 @@ Paths, each in its own process on the same images, one after the other:
 - ``baseline``: written the way Grounded-SAM does it: fp32 eager detector (transformers' own deformable
   attention), unfused encoder,
   ``segment_anything.SamPredictor`` called once per box;
-- ``exact``: ``--speed exact``, float32 (the default before speed presets: fused channels_last encoder,
-  all boxes in one decoder call);
+- ``before``: the default before this benchmark's speed work: float32, transformers' deformable attention,
+  fused channels_last encoder, all boxes in one decoder call;
+- ``exact``: ``--speed exact``, float32 (``before`` with the gather-based deformable attention, equal to
+  float32 rounding);
 - ``balanced`` (the default) and ``fast``: the presets as they resolve on this CPU
   (:mod:`repvit_plugins.speed`);
 - ``int8``: ``exact`` with ``torch.ao.quantization.quantize_dynamic`` int8 on the detector's Linear layers.
@@ -15,7 +17,7 @@ Paths, each in its own process on the same images, one after the other:
 Per path, after ``--warmup`` untimed passes over the images: the median of each stage over the images (image
 load, detector preprocess, detector forward, detector decode + NMS, SAM encoder, mask decoder, post-processing
 and writing), seconds per image (median of the per-image totals; the mean is in the JSON), peak
-RSS, ratios to ``baseline`` and ``exact``, and the agreement with ``exact`` (float32 on the same weights):
+RSS, ratios to ``baseline``, ``before`` and ``exact``, and the agreement with ``exact`` (float32 on the same weights):
 max abs difference of the raw logits and boxes, the share of exact's final boxes matched at IoU >= 0.9,
 the mean mask IoU on exact's boxes (the segmentation path alone) and end to end (matched boxes).
 
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ("baseline", "exact", "balanced", "fast", "int8")
+PATHS = ("baseline", "before", "exact", "balanced", "fast", "int8")
 STAGES = ("load", "det_preprocess", "det_forward", "det_decode", "encoder", "decoder", "post_write")
 
 
@@ -61,6 +63,7 @@ class PathSpec:
     detector_int8: bool = False
     encoder_precision: str = "fp32"
     grounded_sam_style: bool = False  # unfused encoder, SamPredictor once per box
+    stock_attention: bool = False  # transformers' grid_sample deformable attention
 
 
 def path_spec(name: str) -> PathSpec:
@@ -69,7 +72,10 @@ def path_spec(name: str) -> PathSpec:
 
     if name == "baseline":
         return PathSpec(name, "Grounded-SAM style: fp32 eager, unfused encoder, one SamPredictor call per box",
-                        grounded_sam_style=True)
+                        grounded_sam_style=True, stock_attention=True)
+    if name == "before":
+        return PathSpec(name, "fp32, transformers' deformable attention, fused encoder, boxes in one call",
+                        stock_attention=True)
     if name == "int8":
         return PathSpec(name, "exact + quantize_dynamic int8 detector Linear layers", detector_int8=True)
     plan = speed_plan(name)
@@ -131,7 +137,7 @@ def _build_detector(spec: PathSpec, args, watch: Stopwatch):
 
     resize = {"image_size": spec.detector_image_size, "max_size": spec.detector_max_size}
     detector = build_detector("hf", model=args.detector_model, precision=spec.detector_precision,
-                              fast_attention=not spec.grounded_sam_style, **{k: v for k, v in resize.items() if v})
+                              fast_attention=not spec.stock_attention, **{k: v for k, v in resize.items() if v})
     if spec.detector_int8:
         detector.model = torch.ao.quantization.quantize_dynamic(detector.model, {torch.nn.Linear}, dtype=torch.qint8)
     detector.preprocess = watch.wrap("det_preprocess", detector.preprocess)
@@ -347,15 +353,15 @@ def report(results: dict[str, dict], cpu: str, args) -> None:
     print(f"\nGrounded segmentation end to end, {results[next(iter(results))]['images']} images, prompt "
           f"{args.prompt!r}, --max-detections {args.max_detections}, {args.threads} threads, fastest of "
           f"{args.rounds} round(s); {cpu}\n")
-    print("| path | " + " | ".join(STAGES) + " | s / image | vs baseline | vs exact | peak RSS | logits max abs | "
-          "boxes max abs | boxes matched | mask IoU (same boxes) | mask IoU (end to end) |")
-    print("|---|" + "---|" * (len(STAGES) + 10))
-    base, exact = (results.get(k, {}).get("seconds_per_image") for k in ("baseline", "exact"))
+    print("| path | " + " | ".join(STAGES) + " | s / image | vs baseline | vs before | vs exact | peak RSS | "
+          "logits max abs | boxes max abs | boxes matched | mask IoU (same boxes) | mask IoU (end to end) |")
+    print("|---|" + "---|" * (len(STAGES) + 11))
+    base, before, exact = (results.get(k, {}).get("seconds_per_image") for k in ("baseline", "before", "exact"))
     for name, r in results.items():
         s = r["seconds_per_image"]
         agree = r.get("agreement", {})
         cells = [f"{r['stages'][stage]:.2f}" for stage in STAGES] + [
-            f"**{s:.2f}**", f"{base / s:.2f}x" if base else "-", f"{exact / s:.2f}x" if exact else "-",
+            f"**{s:.2f}**", *(f"{ref / s:.2f}x" if ref else "-" for ref in (base, before, exact)),
             f"{r['peak_rss_gb']:.2f} GB"] + [f"{agree[k]:.3g}" if k in agree else "-" for k in (
                 "logits_max_abs", "boxes_max_abs", "boxes_matched_iou90", "mask_iou_same_boxes",
                 "mask_iou_end_to_end")]

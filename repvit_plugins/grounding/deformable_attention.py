@@ -26,12 +26,15 @@ def _bordered_table(value: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> t
     """``(B*heads*S', D)`` float32 values level by level, each map framed by zeros; ``value``: ``(B, S, heads, D)``."""
     batch, _, heads, dim = value.shape
     before, after = _BORDER
-    maps = []
-    for level in value.split([h * w for h, w in shapes], dim=1):
-        height, width = shapes[len(maps)]
-        grid = level.float().view(batch, height, width, heads, dim).permute(0, 3, 1, 2, 4)
-        maps.append(F.pad(grid, (0, 0, before, after, before, after)).flatten(2, 3))
-    return torch.cat(maps, dim=2).reshape(-1, dim)
+    areas = [(h + before + after) * (w + before + after) for h, w in shapes]
+    table = value.new_zeros((batch, heads, sum(areas), dim), dtype=torch.float32)
+    start = 0
+    for level, (height, width), area in zip(value.split([h * w for h, w in shapes], dim=1), shapes, areas):
+        framed = table[:, :, start:start + area].view(batch, heads, height + before + after, -1, dim)
+        framed[:, :, before:before + height, before:before + width] = (
+            level.view(batch, height, width, heads, dim).permute(0, 3, 1, 2, 4))  # one strided copy + cast
+        start += area
+    return table.view(-1, dim)
 
 
 def multi_scale_deformable_attention(value: torch.Tensor, shapes: Sequence[tuple[int, int]],
@@ -69,9 +72,10 @@ def multi_scale_deformable_attention(value: torch.Tensor, shapes: Sequence[tuple
                          padded_widths, padded_widths + 1], dim=-1).view(levels, 1, 4)
     indices = corner.add_(heads_offset).unsqueeze(-1) + steps
 
-    lower = attention_weights.float() * fy  # weight of the corners in row y0 + 1
-    upper = attention_weights.float() - lower
-    weights = torch.stack([upper - upper * fx, upper * fx, lower - lower * fx, lower * fx], dim=-1)
+    # corner weights, in the order of ``steps``: (row y0, y0 + 1) x (column x0, x0 + 1), times attention
+    rows = torch.stack([1 - fy, fy], dim=-1).mul_(attention_weights.float().unsqueeze(-1))
+    columns = torch.stack([1 - fx, fx], dim=-1)
+    weights = rows.unsqueeze(-1) * columns.unsqueeze(-2)
     # one bag per (batch, query, head): its levels x points x 4 corners; rows ordered (B, Q, heads)
     out = F.embedding_bag(indices.view(-1, levels * points * 4), table,
                           per_sample_weights=weights.view(-1, levels * points * 4), mode="sum")
