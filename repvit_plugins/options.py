@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "DETECTOR_BACKENDS",
+    "MASK_SOURCES",
     "NMS_MODES",
     "SAM_BACKENDS",
     "SPEED_PRESETS",
@@ -29,6 +30,8 @@ SAM_BACKENDS = ("torch", "onnxruntime")
 """Runtimes of the SAM image encoder."""
 NMS_MODES = ("class", "agnostic", "none")
 """Non-maximum suppression per class, across classes, or off."""
+MASK_SOURCES = ("sam", "detector")
+"""Who draws the masks: SAM on the detector's boxes, or the detector itself (an mmdet Mask R-CNN student)."""
 SPEED_PRESETS = ("exact", "balanced", "fast")
 """Model numerics (:mod:`repvit_plugins.speed`): float32; bf16 where native; that + a smaller detector input."""
 
@@ -110,7 +113,9 @@ class PipelineOptions(_Options):
                              low=0.0, low_open=True, high=1.0)
     max_detections: int | None = _option(100, "keep at most this many boxes per image", "Max detections", low=1)
     batch_size: int = _option(4, "images per detector call", low=1, affects_results=False)
-    multimask: bool = _option(False, "3 masks per box, keep the best-scoring")
+    masks: str = _option("sam", "who draws the masks: SAM on the boxes, or the detector itself (a trained mmdet "
+                                "Mask R-CNN's own masks; no SAM model is loaded)", "Masks", choices=MASK_SOURCES)
+    multimask: bool = _option(False, "3 masks per box, keep the best-scoring (SAM)")
     min_area: int = _option(0, "remove mask islands smaller than this (pixels)", "Min mask area", low=0)
     fill_holes: bool = _option(False, "fill holes in masks (below --min-area if set)")
     boxes_from_masks: bool = _option(False, "replace boxes by the tight boxes of their masks")

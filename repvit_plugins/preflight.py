@@ -61,8 +61,8 @@ def _model_need(what: str, spec: str, flag: str) -> Need:
     return Need(what, "folder" if local else "hub", spec, flag)
 
 
-def needed_weights(models: ModelOptions) -> list[Need]:
-    """Every file and hub model ``models`` needs, in the order they load."""
+def needed_weights(models: ModelOptions, *, sam: bool = True) -> list[Need]:
+    """Every file and hub model ``models`` needs, in the order they load (no SAM weights unless ``sam``)."""
     needs = []
     if models.detector == "hf":
         from .grounding.hf_backend import DEFAULT_HF_MODEL
@@ -78,6 +78,8 @@ def needed_weights(models: ModelOptions) -> list[Need]:
 
         if models.detector == "original" or not is_closed_set_config(models.detector_model):
             needs.append(_model_need("BERT text encoder", models.text_encoder or BERT, "--text-encoder"))
+    if not sam:  # the detector draws the masks (--masks detector)
+        return needs
     from .grounding.factory import sam_checkpoint_of
 
     needs.append(_checkpoint_need(f"SAM checkpoint ({models.resolved_sam_model})", sam_checkpoint_of(models),
@@ -101,12 +103,13 @@ def _hub_fix(need: Need) -> str:
             f"copy DIR here and pass {need.flag} DIR (or copy the Hugging Face cache, ~/.cache/huggingface)")
 
 
-def check_weights(models: ModelOptions) -> None:
+def check_weights(models: ModelOptions, *, sam: bool = True) -> None:
     """Raise :class:`MissingWeightsError` listing everything ``models`` needs that is neither here nor fetchable.
 
     Downloads (zoo files) and hub models that are missing but reachable are left to load as usual.
+    ``sam=False``: the run builds no SAM model (``--masks detector``), so its weights are not needed.
     """
-    needs = needed_weights(models)
+    needs = needed_weights(models, sam=sam)
     missing: list[MissingWeight] = []
     to_fetch: dict[Need, str] = {}
     for need in needs:

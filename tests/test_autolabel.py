@@ -2,15 +2,20 @@
 
 The end-to-end test goes through the real commands: autolabel with a tiny random Grounding DINO and
 RepViT-SAM on synthetic photos, tools/train.py on the generated config (a tiny RepViT-M0.6 Mask R-CNN),
-tools/test.py (CocoMetric bbox + segm) and demo/image_demo.py.
+tools/test.py (CocoMetric bbox + segm) and demo/image_demo.py. Others check the semantic variant (label
+maps, a Semantic FPN training run), a dataset that moves with its photos, and a Mask R-CNN student that
+brings its own masks (``masks='detector'``, no SAM).
 """
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from repvit_plugins.cli import main as cli_main
 from repvit_plugins.jobs.dataset import DatasetOptions, category_names, parse_renames, split_of
@@ -30,6 +35,18 @@ model = dict(
     train_cfg=dict(rpn=dict(sampler=dict(num=64)), rcnn=dict(sampler=dict(num=64))))
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=1e-4))
 default_hooks = dict(logger=dict(interval=4))
+randomness = dict(seed=0, deterministic=True)
+"""
+# the same for the generated Semantic FPN config: a slim neck and head, every iteration logged unsmoothed
+TINY_SEG_HEADS = """_base_ = {base!r}
+model = dict(backbone=dict(norm_eval=False), neck=dict(out_channels=32),
+             decode_head=dict(in_channels=[32, 32, 32, 32], channels=32))
+train_dataloader = dict(num_workers=0, persistent_workers=False)
+val_dataloader = dict(num_workers=0, persistent_workers=False)
+test_dataloader = val_dataloader
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+default_hooks = dict(logger=dict(interval=1), visualization=dict(draw=False))
+log_processor = dict(window_size=1)
 randomness = dict(seed=0, deterministic=True)
 """
 
@@ -86,6 +103,48 @@ def test_generated_config_builds_the_arch_with_the_dataset_classes(arch, tmp_pat
     assert model.roi_head.bbox_head.num_classes == model.roi_head.mask_head.num_classes == 3
 
 
+def test_generated_semantic_config_builds_the_arch_with_background_and_the_classes(tmp_path):
+    pytest.importorskip("mmseg")
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from repvit_plugins.jobs.train_config import TrainingSchedule, write_training_config
+    from repvit_plugins.models.repvit import ARCHS
+
+    schedule = TrainingSchedule(arch="m0_9", image_size=(1333, 800))
+    path = write_training_config(tmp_path / "data", ["dog", "cat", "cup"], 50, schedule, kind="fpn",
+                                 images_root=tmp_path / "photos")
+    assert path.name == "fpn_repvit-m0.9_autolabel.py"
+    cfg = Config.fromfile(str(path))
+    assert cfg.train_cfg.max_iters == 4000 and cfg.param_scheduler[0].end == 4000  # 160 epochs of 25 iterations
+    dataset = cfg.train_dataloader.dataset
+    assert dataset.type == "BaseSegDataset" and dataset.metainfo.classes == ("background", "dog", "cat", "cup")
+    assert Path(dataset.data_prefix.img_path).resolve() == (tmp_path / "photos").resolve()
+    assert dataset.ann_file == "semantic/train.txt" and cfg.val_dataloader.dataset.ann_file == "semantic/val.txt"
+    assert cfg.crop_size == (512, 512) and cfg.train_dataloader.batch_size == 2
+    cfg.model.backbone.init_cfg = None
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model)
+    assert model.backbone.out_indices == tuple(ARCHS["m0_9"].seg_out_indices)
+    assert model.neck.in_channels == list(ARCHS["m0_9"].channels) and model.decode_head.num_classes == 4
+
+
+def test_label_map_paints_background_zero_and_the_best_score_last():
+    from repvit_plugins.exporters import mask_to_rle
+    from repvit_plugins.jobs.semantic import label_map
+
+    left, right = np.zeros((4, 6), bool), np.zeros((4, 6), bool)
+    left[:, :4], right[:, 2:] = True, True  # they overlap in columns 2-3
+    anns = [{"category_id": 1, "score": 0.9, "segmentation": mask_to_rle(left)},
+            {"category_id": 2, "score": 0.5, "segmentation": mask_to_rle(right)}]
+    expected = np.array([[1, 1, 1, 1, 2, 2]] * 4, dtype=np.uint8)
+    np.testing.assert_array_equal(label_map(anns, 4, 6), expected)
+    anns[1]["score"] = 0.95  # now the right one wins where they overlap
+    np.testing.assert_array_equal(label_map(anns, 4, 6), np.array([[1, 1, 2, 2, 2, 2]] * 4, dtype=np.uint8))
+    assert not label_map([], 3, 5).any() and label_map([], 3, 5).shape == (3, 5)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Eight synthetic 128x128 photos of big squares and discs."""
@@ -112,6 +171,12 @@ def _coco(path: Path):
     return COCO(str(path))
 
 
+def _dataset_bytes(out: Path) -> dict[str, bytes]:
+    """The bytes of train.json, val.json and every semantic label file, by path."""
+    files = [out / "train.json", out / "val.json", *sorted((out / "semantic").rglob("*.*"))]
+    return {str(path.relative_to(out)): path.read_bytes() for path in files}
+
+
 @pytest.mark.slow
 def test_autolabel_writes_a_stable_disjoint_split(photos, models, tmp_path, capsys):
     out = tmp_path / "dataset"
@@ -121,7 +186,8 @@ def test_autolabel_writes_a_stable_disjoint_split(photos, models, tmp_path, caps
     train, val = _coco(out / "train.json"), _coco(out / "val.json")
     train_files = {i["file_name"] for i in train.dataset["images"]}
     val_files = {i["file_name"] for i in val.dataset["images"]}
-    assert not train_files & val_files and len(train_files | val_files) == 8 and val_files
+    assert not train_files & val_files and val_files
+    assert train_files | val_files == {f"{i:04d}.jpg" for i in range(8)}  # relative to the images' folder
     assert {c["name"] for c in train.dataset["categories"]} == {"square", "disc"}
     ann_ids = [a["id"] for a in train.dataset["annotations"] + val.dataset["annotations"]]
     assert len(ann_ids) == len(set(ann_ids))
@@ -130,13 +196,15 @@ def test_autolabel_writes_a_stable_disjoint_split(photos, models, tmp_path, caps
             assert coco.annToMask(ann).sum() == ann["area"] > 0
     labels = json.loads((out / "labels.json").read_text())
     assert sum(n["train"] + n["val"] for n in labels["labels"].values()) == len(ann_ids)
-    before = {name: (out / name).read_bytes() for name in ("train.json", "val.json")}
+    assert (out / "semantic" / "train.txt").read_text().split() == sorted(train_files)
+    before = _dataset_bytes(out)
+    assert len(before) == 2 + 2 + 8  # train.json, val.json, the two lists, eight label maps
     # a rerun (everything done) and a merge without models write the same files
     assert cli_main(autolabel_args(photos, out, models, "--max-instances", "1")) == 0
     assert "0 processed now, 8 already done" in capsys.readouterr().out
-    assert {name: (out / name).read_bytes() for name in before} == before
+    assert _dataset_bytes(out) == before
     assert cli_main(autolabel_args(photos, out, models, "--max-instances", "1", "--merge-only")) == 0
-    assert {name: (out / name).read_bytes() for name in before} == before
+    assert _dataset_bytes(out) == before
     # other filters and names: a new assembly, no new labelling
     assert cli_main(autolabel_args(photos, out, models, "--merge-only", "--min-score", "2",
                                    "--rename", "a square=shape", "--rename", "a disc=shape")) == 0
@@ -171,9 +239,11 @@ def test_photos_to_a_trained_student(photos, models, tmp_path, capsys):
         str(config), str(checkpoint), "--work-dir", str(tmp_path / "test_train"), "--cfg-options",
         "test_dataloader.dataset.ann_file=train.json", f"test_evaluator.ann_file={out}/train.json"])
     print("student AP, val:", metrics, "train:", on_train, "losses:", losses, file=sys.stderr)
-    # measured: bbox AP 0.69 (AP50 1.0), segm AP 0.32 (AP50 0.64); the random teacher's masks are noisy blobs
-    assert on_train["coco/bbox_mAP_50"] >= 0.8 and on_train["coco/segm_mAP_50"] >= 0.5, on_train
-    assert on_train["coco/bbox_mAP"] >= 0.5 and on_train["coco/segm_mAP"] >= 0.2, on_train
+    # the random teacher's masks are noisy blobs, and 48 iterations from random weights land differently on
+    # different CPUs (oneDNN kernels): measured bbox AP 0.69 (AP50 1.0), segm AP 0.32 (AP50 0.64) on an Intel Xeon,
+    # segm AP50 0.50 on an AMD EPYC; chance (boxes and masks unrelated to the teacher's) is near 0
+    assert on_train["coco/bbox_mAP_50"] >= 0.8 and on_train["coco/segm_mAP_50"] >= 0.3, on_train
+    assert on_train["coco/bbox_mAP"] >= 0.4 and on_train["coco/segm_mAP"] >= 0.1, on_train
     drawn = load_tool("image_demo", "demo").main([str(photos / "0000.jpg"), str(config), str(checkpoint),
                                                   "--out-file", str(tmp_path / "drawn.jpg"), "--score-thr", "0.1"])
     assert drawn.stat().st_size > 0
@@ -186,3 +256,160 @@ def test_photos_to_a_trained_student(photos, models, tmp_path, capsys):
     assert len(coco.getImgIds()) == 8 and coco.getAnnIds() and coco.loadCats(1)[0]["name"] == "a shape"
     assert cli_main(["segment", str(photos), "--prompt", "a dog.", "--out", str(tmp_path / "dog"), *student]) == 1
     assert "the detector knows shape; not a dog" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def labelled(photos, models, tmp_path_factory):
+    """``root/photos`` (a copy) auto-labelled into ``root/dataset``: one label per image, the prompt's two classes."""
+    pytest.importorskip("mmseg")
+    root = tmp_path_factory.mktemp("labelled")
+    shutil.copytree(photos, root / "photos")
+    assert cli_main(autolabel_args(root / "photos", root / "dataset", models, "--epochs", "4")) == 0
+    return root
+
+
+def _built_datasets(config: Path) -> list:
+    """The train and val datasets of a config, built as the Runner builds them."""
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, init_default_scope
+
+    cfg = Config.fromfile(str(config))
+    init_default_scope(cfg.default_scope)
+    return [DATASETS.build(cfg[f"{split}_dataloader"].dataset) for split in ("train", "val")]
+
+
+@pytest.mark.slow
+def test_dataset_and_photos_move_together(labelled, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(labelled, old)
+    shutil.move(old, new)  # the dataset folder and the photos, moved as one
+    assert not old.exists()
+    for kind, keys in (("mask-rcnn", ("img_path",)), ("fpn", ("img_path", "seg_map_path"))):
+        datasets = _built_datasets(new / "dataset" / f"{kind}_repvit-m0.6_autolabel.py")
+        infos = [ds.get_data_info(i) for ds in datasets for i in range(len(ds))]
+        assert infos and all(Path(info[key]).resolve().is_relative_to(new) and Path(info[key]).is_file()
+                             for info in infos for key in keys), kind
+        sample = datasets[1][0]  # the test pipeline reads the image (and the label map) from the new place
+        assert tuple(sample["inputs"].shape[-2:]) == (128, 128)
+    assert len({Path(info["img_path"]).name for info in infos}) == 8  # semantic: every image, unlabelled ones too
+
+
+@pytest.mark.slow
+def test_label_maps_hold_the_records_masks(labelled):
+    from PIL import Image
+
+    from repvit_plugins.exporters import rle_to_mask
+    from repvit_plugins.jobs.semantic import label_path
+
+    dataset, painted = labelled / "dataset", 0
+    for record_file in sorted((dataset / "records").glob("*.json")):
+        record = json.loads(record_file.read_text())
+        expected = np.zeros((record["height"], record["width"]), np.uint8)
+        for ann in record["annotations"]:  # one label per image (--max-detections 1): nothing overlaps
+            expected[rle_to_mask(ann["segmentation"])] = ann["category_id"]
+        name = Path(record["file_name"]).resolve().relative_to((labelled / "photos").resolve()).as_posix()
+        label = np.asarray(Image.open(label_path(dataset, name)))
+        np.testing.assert_array_equal(label, expected)
+        painted += int(expected.any())
+    assert painted >= 6 and set(np.unique(expected)) <= {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_semantic_fpn_trains_on_the_label_maps(labelled, tmp_path):
+    generated = labelled / "dataset" / "fpn_repvit-m0.6_autolabel.py"
+    config = tmp_path / "tiny_semantic.py"
+    config.write_text(TINY_SEG_HEADS.format(base=str(generated)))
+    work_dir = tmp_path / "work"
+    runner = load_tool("train").main([str(config), "--work-dir", str(work_dir), "--no-auto-scale-lr"])
+    losses = _losses(work_dir)
+    assert runner.cfg.train_cfg.max_iters == len(losses) >= 12  # 4 epochs of the training images, 2 per step
+    assert runner.model.decode_head.num_classes == 3  # background, square, disc
+    # measured: 1.11, 1.02, 0.68 ... 0.74, 0.88, 0.50 (random crops and colour jitter make single steps noisy)
+    assert np.mean(losses[len(losses) // 2:]) < 0.85 * np.mean(losses[:3]), losses
+    assert (work_dir / f"iter_{len(losses)}.pth").is_file()
+
+
+@pytest.fixture(scope="module")
+def random_student(tmp_path_factory):
+    """A tiny RepViT-M0.6 Mask R-CNN of the generated config (class ``shape``), random weights: config, checkpoint."""
+    pytest.importorskip("mmdet")
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from repvit_plugins.jobs.train_config import TrainingSchedule, write_training_config
+
+    root = tmp_path_factory.mktemp("student")
+    schedule = TrainingSchedule(arch="m0_6", pretrained=False, epochs=12, image_size=(128, 128))
+    config = root / "tiny_student.py"
+    config.write_text(TINY_HEADS.format(base=str(write_training_config(root, ["shape"], 8, schedule))))
+    init_default_scope("mmdet")
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(config)).model)
+    model.init_weights()
+    checkpoint = root / "student.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": {"classes": ("shape",)}}}, checkpoint)
+    return config, checkpoint
+
+
+def _forbid_sam(monkeypatch) -> None:
+    import repvit_plugins.grounding.factory as factory
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("no SAM model may be built with masks='detector'")
+
+    monkeypatch.setattr(factory, "segmenter_from_options", forbidden)
+
+
+@pytest.mark.parametrize("refine", [{}, dict(min_area=64, fill_holes=True, boxes_from_masks=True)])
+def test_a_mask_rcnn_student_brings_its_own_masks(random_student, photos, monkeypatch, refine):
+    import supervision as sv
+    from mmdet.apis import inference_detector
+
+    from repvit_plugins.grounding import ModelOptions, PipelineOptions, build_grounded_sam
+    from repvit_plugins.grounding.pipeline import refine_mask
+    from repvit_plugins.io import load_image
+
+    _forbid_sam(monkeypatch)
+    config, checkpoint = random_student
+    models = ModelOptions(detector="mmdet", detector_model=str(config), detector_checkpoint=str(checkpoint),
+                          device="cpu", speed="exact")  # sam_checkpoint: the official zoo file, never loaded
+    options = PipelineOptions(masks="detector", box_threshold=0.0, nms="none", max_detections=None, **refine)
+    pipeline = build_grounded_sam(models, options)
+    assert pipeline.segmenter is None and pipeline.detector.predicts_masks
+    image = load_image(photos / "0000.jpg")
+    found = pipeline.predict(image, "a shape.")
+    reference = inference_detector(pipeline.detector.model, np.ascontiguousarray(image[..., ::-1])).pred_instances
+    order = torch.sort(reference.scores, descending=True, stable=True).indices  # the pipeline's order, no NMS
+    masks = reference.masks[order].numpy()
+    assert len(found) == len(masks) > 0 and masks.any()
+    if refine:
+        masks = np.stack([refine_mask(m, 64, True) for m in masks])
+        tight = sv.mask_to_xyxy(masks).astype(np.float32)
+        has_mask = masks.reshape(len(masks), -1).any(1)
+        np.testing.assert_array_equal(found.xyxy[has_mask], tight[has_mask])
+    else:
+        np.testing.assert_array_equal(found.xyxy, reference.bboxes[order].numpy())
+    np.testing.assert_array_equal(found.mask, masks)  # exactly mmdet's own masks (refined as asked)
+    np.testing.assert_array_equal(found.data["mask_score"], reference.scores[order].numpy())
+
+
+def test_segment_with_the_students_masks_needs_no_sam(random_student, photos, models, tmp_path, capsys,
+                                                      monkeypatch):
+    _forbid_sam(monkeypatch)
+    config, checkpoint = random_student
+    out = tmp_path / "seg"
+    # no --sam-checkpoint: the official RepViT-SAM is not in the (offline) cache, and it is not needed
+    assert cli_main(["segment", str(photos / "0000.jpg"), str(photos / "0001.jpg"), "--prompt", "a shape.",
+                     "--out", str(out), "--detector", "mmdet", "--detector-model", str(config),
+                     "--detector-checkpoint", str(checkpoint), "--masks", "detector", "--box-threshold", "0.3",
+                     "--no-progress", "--coco"]) == 0
+    coco = _coco(out / "annotations.json")
+    assert len(coco.getImgIds()) == 2 and coco.getAnnIds()
+    assert json.loads((out / "run.json").read_text())["masks"] == "detector"  # resume refuses a SAM run here
+    # Grounding DINO gives boxes only: refused before any model loads or image is read
+    assert cli_main(["segment", str(photos), "--prompt", "a shape.", "--out", str(tmp_path / "gd"),
+                     "--detector-model", str(models["detector"]), "--sam-checkpoint", str(models["sam"]),
+                     "--masks", "detector", "--no-progress"]) == 2
+    assert "masks='detector' (--masks detector) needs a detector that predicts masks" in capsys.readouterr().err
+    assert not (tmp_path / "gd" / "records").exists()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from repvit_plugins.grounding import GroundedSAM, build_detector, parse_prompt
+from repvit_plugins.grounding import GroundedSAM, GroundingDetector, PromptChunk, build_detector, parse_prompt
 from repvit_plugins.models import build_repvit_sam
 from repvit_plugins.sam import SamSegmenter
 
@@ -94,3 +94,50 @@ def test_no_boxes_gives_empty_masks(detector, sam, images):
     pipeline = GroundedSAM(detector, SamSegmenter(sam=sam, fuse=False, channels_last=False), box_threshold=1.0)
     found = pipeline.predict(images[1], PROMPT)
     assert len(found) == 0 and found.mask.shape == (0, *images[1].shape[:2])
+
+
+class MaskingDetector(GroundingDetector):
+    """A stand-in closed-set detector: one box per class, masks (a pattern) on the padded image it is given."""
+
+    predicts_masks = True
+    tokenizer = None
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def prompt_chunks(self, names):
+        return [PromptChunk(tuple(names), tuple(range(len(names))), "", (), ())]
+
+    def predict_batch(self, images, chunks, box_threshold, text_threshold):
+        found = []
+        for image in images:
+            self.seen.append(image.shape)
+            h, w = image.shape[:2]
+            pattern = torch.arange(h * w).reshape(h, w) % 3 == 0
+            n = len(chunks[0].names)
+            xyxy = torch.tensor([[0.0, 0.0, w / 2, 4.0]] * n)
+            found.append([(xyxy, torch.linspace(0.9, 0.5, n), torch.arange(n), torch.stack([pattern] * n))])
+        return found
+
+
+def test_detector_masks_follow_nms_and_are_cropped_to_the_image():
+    detector = MaskingDetector()
+    image = np.zeros((8, 400, 3), np.uint8)  # padded to 50 x 400 for detection
+    pipeline = GroundedSAM(detector, None, masks="detector", nms="none")
+    found = pipeline.predict(image, "a cat. a dog.")
+    assert detector.seen == [(50, 400, 3)] and found.mask.shape == (2, 8, 400)
+    expected = (np.arange(50 * 400).reshape(50, 400) % 3 == 0)[:8]
+    np.testing.assert_array_equal(found.mask, np.stack([expected] * 2))
+    np.testing.assert_array_equal(found.data["mask_score"], found.confidence)
+    # class-wise top-k keeps the masks of the boxes it keeps
+    assert len(GroundedSAM(detector, None, masks="detector", max_detections=1).predict(image, "a cat. a dog.")) == 1
+    # with masks='sam' the detector's masks are dropped (SAM draws them)
+    assert detector.detect(image, "a cat.")[0].mask is None
+
+
+def test_mask_source_is_checked_when_the_pipeline_is_made(detector, sam):
+    with pytest.raises(ValueError, match="needs a detector that predicts masks.*HFGroundingDetector"):
+        GroundedSAM(detector, None, masks="detector")
+    with pytest.raises(ValueError, match="masks='sam' needs a segmenter"):
+        GroundedSAM(detector, None)

@@ -12,6 +12,7 @@ from repvit_plugins.grounding.detector import MAX_ASPECT_RATIO, MIN_SIDE, pad_fo
 from repvit_plugins.jobs.settings import run_settings
 from repvit_plugins.options import (
     DETECTOR_BACKENDS,
+    MASK_SOURCES,
     NMS_MODES,
     ModelOptions,
     PipelineOptions,
@@ -95,3 +96,14 @@ def test_extreme_shapes_are_padded_for_the_detector(shape):
     assert padded[shape[0]:].sum() == 0 and padded[:, shape[1]:].sum() == 0
     if shape == (480, 640):
         assert padded is image
+
+
+def test_masks_is_a_flag_with_choices_and_a_run_setting():
+    assert options_from_args(PipelineOptions, _parse()).masks == "sam"
+    assert options_from_args(PipelineOptions, _parse("--masks", "detector")).masks == "detector"
+    assert {s.name: s for s in option_specs(PipelineOptions)}["masks"].choices == MASK_SOURCES == ("sam", "detector")
+    with pytest.raises(SystemExit):
+        _parse("--masks", "both")
+    # the student's masks and SAM's differ: a resumed run must not mix them
+    assert run_settings("a cat.", ModelOptions(), PipelineOptions())["masks"] == "sam"
+    assert run_settings("a cat.", ModelOptions(), PipelineOptions(masks="detector"))["masks"] == "detector"

@@ -1,8 +1,10 @@
 """Auto-label images with a text prompt into a training dataset, with a ready RepViT Mask R-CNN config.
 
 Runs the ``segment`` pipeline (same flags, same resume, same torchrun shares), then writes
-``train.json`` / ``val.json`` (COCO instances, RLE masks; a seeded split by image), ``labels.json``
-(labels per class and split) and ``mask-rcnn_repvit-<arch>_autolabel.py`` for tools/train.py.
+``train.json`` / ``val.json`` (COCO instances, RLE masks; a seeded split by image; image paths relative
+to the images' common folder), ``semantic/`` (the same labels as class-index PNGs), ``labels.json``
+(labels per class and split) and the configs ``mask-rcnn_repvit-<arch>_autolabel.py`` and
+``fpn_repvit-<arch>_autolabel.py`` (Semantic FPN) for tools/train.py.
 Filters, names, split and schedule apply when the dataset is written: change them and rerun with
 ``--merge-only`` to rewrite the dataset without labelling again.
 """
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..jobs.dataset import DatasetOptions, parse_renames, write_dataset
     from ..jobs.labeler import Outputs
-    from ..jobs.train_config import TrainingSchedule, write_training_config
+    from ..jobs.train_config import KINDS, TrainingSchedule, write_training_config
     from .segment import label, labelling_errors, report
 
     outputs = Outputs(annotated=not args.no_annotated, coco=True, png_masks=args.png_masks, yolo=args.yolo)
@@ -52,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
         done = label(args, outputs)
         if done.assembled:
             summary = write_dataset(done.labeler.records(done.paths), done.labeler.class_names, args.out, dataset)
-            config = write_training_config(args.out, list(summary.labels), summary.images["train"], schedule)
+            configs = [write_training_config(args.out, list(summary.labels), summary.images["train"], schedule,
+                                             images_root=summary.images_root, kind=kind) for kind in KINDS]
     except labelling_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     code = report(done, args.out)
     if done.assembled:
         print(summary.render())
-        print(f"train with: python tools/train.py {config}")
+        print(f"train with: python tools/train.py {configs[0]}")
+        print(f"semantic segmentation: python tools/train.py {configs[1]}")
     return code

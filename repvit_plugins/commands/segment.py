@@ -89,7 +89,7 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
         summary = labeler.merge_summary(paths)
         labeler.finish(paths, summary)
         return Labelled(labeler, paths, summary, Shard())
-    check_weights(models)  # every missing file listed at once, in seconds, before anything loads
+    check_weights(models, sam=options.masks == "sam")  # every missing file listed at once, before anything loads
     shard.join()
     try:
         labeler = BatchLabeler(build_grounded_sam(models, options), args.out, args.prompt, class_names, outputs,

@@ -15,6 +15,14 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     return rle
 
 
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """The boolean ``HxW`` mask of a COCO RLE (``counts`` as str, as :func:`mask_to_rle` writes it, or bytes)."""
+    from pycocotools import mask as mask_utils
+
+    counts = rle["counts"]
+    return mask_utils.decode({**rle, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}) > 0
+
+
 def coco_annotations(detections, image_id: int, first_id: int = 1) -> list[dict[str, Any]]:
     """One COCO annotation per detection (``category_id`` = ``class_id + 1``); masks as RLE when present."""
     from pycocotools import mask as mask_utils

@@ -15,13 +15,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "object"
 
 
-def mask_png(mask: np.ndarray) -> bytes:
-    """A boolean mask as PNG bytes (0 / 255)."""
+def png_bytes(array: np.ndarray) -> bytes:
+    """A ``uint8`` ``HxW`` array as (8-bit grayscale) PNG bytes, values unchanged."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    Image.fromarray(array.astype(np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A boolean mask as PNG bytes (0 / 255)."""
+    return png_bytes(mask.astype(np.uint8) * 255)
 
 
 def mask_files(detections) -> list[tuple[str, bytes]]:

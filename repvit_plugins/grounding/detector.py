@@ -23,8 +23,9 @@ from .prompts import DEFAULT_MAX_TOKENS, PromptChunk, parse_prompt, score_querie
 
 __all__ = ["DetectorLoadError", "GroundingDetector", "RawDetections", "pad_for_detection", "select_detections"]
 
-RawDetections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""One image's detections before NMS: xyxy in pixels ``(N, 4)``, confidence ``(N,)``, class ids ``(N,)``."""
+RawDetections = tuple[torch.Tensor, ...]
+"""One image's detections before NMS: xyxy in pixels ``(N, 4)``, confidence ``(N,)``, class ids ``(N,)``; a
+detector that predicts masks adds them as a fourth, ``(N, H, W)`` bool on the image it was given."""
 
 MAX_ASPECT_RATIO = 8.0
 """Longer / shorter side beyond which an image is padded before detection (a 4000x8 strip would
@@ -127,6 +128,8 @@ class GroundingDetector(ABC):
     """
 
     max_text_len: int = DEFAULT_MAX_TOKENS
+    predicts_masks: bool = False
+    """Whether :meth:`detect` can return the model's own masks (``options.masks == 'detector'``)."""
 
     def __init__(self, *, device: str | torch.device = "cpu", precision: str = "fp32",
                  options: PipelineOptions | None = None, **overrides: Any):
@@ -203,10 +206,13 @@ class GroundingDetector(ABC):
             with autocast(self.device, self.precision):
                 found = self.predict_batch(padded, chunks, options.box_threshold, options.text_threshold)
             for image, parts in zip(batch, found):
-                xyxy, scores, class_ids = (torch.cat(t) for t in zip(*parts))
+                xyxy, scores, class_ids, *masks = (torch.cat(t) for t in zip(*parts))
                 xyxy, inside = _inside(xyxy, *image.shape[:2])
                 xyxy, scores, class_ids = xyxy[inside], scores[inside], class_ids[inside]
                 keep = select_detections(xyxy, scores, class_ids, nms=options.nms, nms_iou=options.nms_iou,
                                          max_detections=options.max_detections)
-                results.append(_detections(xyxy[keep].numpy(), scores[keep].numpy(), class_ids[keep].numpy(), names))
+                result = _detections(xyxy[keep].numpy(), scores[keep].numpy(), class_ids[keep].numpy(), names)
+                if masks and options.masks == "detector":  # masks of the padded image, cropped back
+                    result.mask = masks[0][inside][keep][:, :image.shape[0], :image.shape[1]].numpy()
+                results.append(result)
         return results

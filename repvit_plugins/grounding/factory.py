@@ -92,7 +92,17 @@ def segmenter_from_options(models: ModelOptions):
 
 
 def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = None):
-    """Detector + segmenter of ``models`` as a :class:`~repvit_plugins.grounding.GroundedSAM` run with ``options``."""
-    from .pipeline import GroundedSAM
+    """Detector + segmenter of ``models`` as a :class:`~repvit_plugins.grounding.GroundedSAM` run with ``options``.
 
-    return GroundedSAM(detector_from_options(models, options), segmenter_from_options(models), options)
+    With ``options.masks == 'detector'`` no SAM model is built: the detector (a trained mmdet instance-segmentation
+    model) brings its own masks; any other detector fails here, before a model loads.
+    """
+    from .pipeline import GroundedSAM, detector_masks_error
+
+    if options is None or options.masks == "sam":
+        return GroundedSAM(detector_from_options(models, options), segmenter_from_options(models), options)
+    from .mmdet_closed_set import is_closed_set_config
+
+    if models.detector != "mmdet" or not is_closed_set_config(models.detector_model):
+        raise detector_masks_error(f"Grounding DINO (--detector {models.detector})")
+    return GroundedSAM(detector_from_options(models, options), None, options)

@@ -5,6 +5,8 @@ The prompt does not steer the model: its classes are matched to the model's own
 ``"a dog."`` finds ``dog``), boxes of other classes are dropped, and a prompt
 class the model does not know is an error that lists the classes it does.
 NMS, ``max_detections`` and ``box_threshold`` are shared; ``text_threshold`` is not used.
+An instance-segmentation model (Mask R-CNN) also returns its own masks, which the
+pipeline uses instead of SAM's with ``masks='detector'``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from ..zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, RawDetections
 from .prompts import PromptChunk
 
-__all__ = ["MMDetClosedSetDetector", "is_closed_set_config", "match_classes"]
+__all__ = ["MMDetClosedSetDetector", "is_closed_set_config", "match_classes", "predicts_masks"]
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 
@@ -50,6 +52,12 @@ def match_classes(prompt_classes: Sequence[str], model_classes: Sequence[str]) -
     return {index[_key(name)]: i for i, name in enumerate(prompt_classes)}
 
 
+def predicts_masks(model: torch.nn.Module) -> bool:
+    """Whether an mmdet detector predicts instance masks (a two-stage model's mask head, or a single-stage one's)."""
+    roi_head = getattr(model, "roi_head", None)
+    return bool(getattr(roi_head, "with_mask", False)) or getattr(model, "mask_head", None) is not None
+
+
 class MMDetClosedSetDetector(GroundingDetector):
     """A trained mmdet detector (any ``model.type`` but GroundingDINO) with its checkpoint.
 
@@ -70,6 +78,7 @@ class MMDetClosedSetDetector(GroundingDetector):
         weights = resolve_checkpoint(checkpoint)
         self.model = load_model(config, weights, device=str(self.device), fuse=fuse)
         self.classes = list(self.model.dataset_meta["classes"])
+        self.predicts_masks = predicts_masks(self.model)
         self.name = str(weights)
 
     @property
@@ -94,5 +103,7 @@ class MMDetClosedSetDetector(GroundingDetector):
             pred = output.pred_instances
             labels = lookup[pred.labels.cpu()]
             keep = (pred.scores.cpu() > box_threshold) & (labels >= 0)
-            found.append([(pred.bboxes.cpu()[keep].float(), pred.scores.cpu()[keep].float(), labels[keep])])
+            raw = (pred.bboxes.cpu()[keep].float(), pred.scores.cpu()[keep].float(), labels[keep])
+            masks = pred.get("masks")
+            found.append([raw if masks is None else (*raw, masks.cpu()[keep].bool())])
         return found

@@ -1,4 +1,4 @@
-"""Text prompt -> boxes (a grounding detector) -> masks (RepViT-SAM), as ``supervision.Detections``."""
+"""Text prompt -> boxes (a grounding detector) -> masks (RepViT-SAM or the detector's own), as ``sv.Detections``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ import numpy as np
 
 from ..options import PipelineOptions
 
-__all__ = ["GroundedSAM", "ImageFailure", "attach_masks", "refine_mask"]
+__all__ = ["GroundedSAM", "ImageFailure", "attach_masks", "detector_masks_error", "refine_mask"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,12 @@ def attach_masks(detections, masks: np.ndarray, scores: np.ndarray, options: Pip
     return detections
 
 
+def detector_masks_error(detector: str) -> ValueError:
+    """The error of ``masks='detector'`` with a ``detector`` that only gives boxes."""
+    return ValueError(f"masks='detector' (--masks detector) needs a detector that predicts masks, such as the mmdet "
+                      f"Mask R-CNN trained on an autolabel dataset; {detector} gives boxes only: use masks='sam'")
+
+
 class GroundedSAM:
     """Grounded segmentation: ``predict(image(s), prompt) -> Detections`` with masks.
 
@@ -64,20 +70,37 @@ class GroundedSAM:
 
     Args:
         detector: anything with ``detect(images, prompt, options) -> list[Detections]``.
-        segmenter: a :class:`repvit_plugins.sam.SamSegmenter` (``set_image`` + ``predict_boxes``).
-        options: thresholds, NMS, top-k, batch size and mask refinement; by default the detector's own
+        segmenter: a :class:`repvit_plugins.sam.SamSegmenter` (``set_image`` + ``predict_boxes``); ``None`` with
+            ``masks='detector'``, where the detector's own masks are used (it must have ``predicts_masks``).
+        options: thresholds, NMS, top-k, batch size and mask options; by default the detector's own
             ``options`` (those it was built with), else :class:`PipelineOptions` defaults.
         **overrides: single options on top, e.g. ``box_threshold=0.3``.
+
+    Raises:
+        ValueError: ``masks='detector'`` with a detector without masks, or ``masks='sam'`` without a segmenter.
     """
 
-    def __init__(self, detector, segmenter, options: PipelineOptions | None = None, **overrides: Any):
+    def __init__(self, detector, segmenter=None, options: PipelineOptions | None = None, **overrides: Any):
         self.detector = detector
         self.segmenter = segmenter
         base = options or getattr(detector, "options", None) or PipelineOptions()
         self.options = base.replace(**overrides)
+        if self.options.masks == "detector" and not getattr(detector, "predicts_masks", False):
+            raise detector_masks_error(type(detector).__name__)
+        if self.options.masks == "sam" and segmenter is None:
+            raise ValueError("masks='sam' needs a segmenter (a SamSegmenter); or use the detector's own masks "
+                             "with masks='detector'")
 
     def segment(self, image: np.ndarray, detections):
-        """Add masks for ``detections``' boxes on an RGB ``image`` (one embedding, one decoder call)."""
+        """Add masks for ``detections``' boxes on an RGB ``image`` (one embedding, one decoder call).
+
+        With ``masks='detector'`` the detector's masks (already on ``detections``) are refined instead, and their
+        ``mask_score`` is the box's confidence.
+        """
+        if self.options.masks == "detector":
+            if detections.mask is None:
+                raise RuntimeError(f"{type(self.detector).__name__} returned no masks for masks='detector'")
+            return attach_masks(detections, detections.mask, detections.confidence, self.options)
         self.segmenter.set_image(image)
         masks, scores = self.segmenter.predict_boxes(detections.xyxy, multimask_output=self.options.multimask)
         return attach_masks(detections, masks, scores, self.options)

@@ -6,7 +6,10 @@ so other filters or names only need a new assembly (``--merge-only``), not a
 new labelling run. Image ids are positions in the sorted image list and the
 split is decided per image from a hash of the seed and the image's path below
 the images' common folder, so both are the same on every rerun, resume or
-number of ranks, and when the photos move.
+number of ranks, and when the photos move. Image file names are relative to
+the images' common folder (:attr:`DatasetSummary.images_root`), so the dataset
+stays valid when the photos move; the same labels are also written as
+semantic-segmentation label maps (:mod:`repvit_plugins.jobs.semantic`).
 """
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ from typing import Any, Iterable, Sequence
 
 from ..exporters import coco_dataset
 from ..io.atomic import atomic_write_text
+from .semantic import write_label_maps
 
-__all__ = ["DatasetOptions", "DatasetSummary", "category_names", "parse_renames", "split_of", "write_dataset"]
+__all__ = ["DatasetOptions", "DatasetSummary", "category_names", "image_names", "parse_renames", "split_of",
+           "write_dataset"]
 
 SPLITS = ("train", "val")
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
@@ -88,11 +93,12 @@ def _unit_hash(key: str, seed: int) -> float:
 
 @dataclass
 class DatasetSummary:
-    """What the dataset holds, per split and per category, and what the filters dropped."""
+    """What the dataset holds, per split and per category, what the filters dropped, and where the images are."""
 
     images: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
     labels: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> split -> count
     dropped: dict[str, int] = field(default_factory=lambda: {"score": 0, "mask_area": 0, "max_instances": 0})
+    images_root: str = ""  # the images' common folder: the file names in train.json / val.json start there
 
     def render(self) -> str:
         lines = [f"dataset: {self.images['train']} train / {self.images['val']} val images; "
@@ -119,20 +125,22 @@ def _keep(annotations: list[dict[str, Any]], options: DatasetOptions, dropped: d
     return kept
 
 
-def _split_keys(paths: Sequence[Path]) -> list[str]:
-    """What decides an image's split: its path below the images' common folder (the same wherever that is)."""
+def image_names(paths: Sequence[str | Path]) -> tuple[Path | None, list[str]]:
+    """The images' common folder and each image's POSIX path below it (``None, []`` for no images).
+
+    The names are the dataset's ``file_name`` and what decides an image's split: the same wherever the folder is.
+    """
     resolved = [Path(p).resolve() for p in paths]
-    if len(resolved) == 1:
-        return [resolved[0].name]
-    root = Path(os.path.commonpath(resolved))
-    return [p.relative_to(root).as_posix() for p in resolved]
+    if not resolved:
+        return None, []
+    root = resolved[0].parent if len(resolved) == 1 else Path(os.path.commonpath(resolved))
+    return root, [p.relative_to(root).as_posix() for p in resolved]
 
 
-def _splits(records: list[tuple[int, Path, dict]], options: DatasetOptions) -> list[str]:
-    """Each record's split; with two images or more, each split gets at least one (if ``val_fraction`` > 0)."""
-    keys = _split_keys([path for _, path, _ in records])
+def _splits(keys: list[str], options: DatasetOptions) -> list[str]:
+    """Each image's split; with two images or more, each split gets at least one (if ``val_fraction`` > 0)."""
     splits = [split_of(key, options.seed, options.val_fraction) for key in keys]
-    if len(records) >= 2 and options.val_fraction > 0:
+    if len(keys) >= 2 and options.val_fraction > 0:
         ranked = sorted(range(len(keys)), key=lambda i: _unit_hash(keys[i], options.seed))
         if "val" not in splits:
             splits[ranked[0]] = "val"
@@ -143,7 +151,7 @@ def _splits(records: list[tuple[int, Path, dict]], options: DatasetOptions) -> l
 
 def write_dataset(records: Iterable[tuple[int, Path, dict[str, Any]]], class_names: Sequence[str],
                   out_dir: str | Path, options: DatasetOptions) -> DatasetSummary:
-    """Write ``train.json``, ``val.json`` (COCO instances, RLE masks) and ``labels.json`` into ``out_dir``.
+    """Write ``train.json``, ``val.json`` (COCO instances, RLE masks), their label maps and ``labels.json``.
 
     Args:
         records: ``(image id, path, record)`` from :meth:`BatchLabeler.records` (labelled with COCO outputs).
@@ -154,12 +162,13 @@ def write_dataset(records: Iterable[tuple[int, Path, dict[str, Any]]], class_nam
     out = Path(out_dir)
     categories, index = category_names(class_names, options.rename)
     records = list(records)
-    summary = DatasetSummary(labels={name: dict.fromkeys(SPLITS, 0) for name in categories})
+    root, names = image_names([path for _, path, _ in records])
+    summary = DatasetSummary(labels={name: dict.fromkeys(SPLITS, 0) for name in categories},
+                             images_root=str(root or out.resolve()))
     parts: dict[str, tuple[list, list]] = {split: ([], []) for split in SPLITS}
-    for (image_id, path, record), split in zip(records, _splits(records, options)):
+    for (image_id, _, record), name, split in zip(records, names, _splits(names, options)):
         images, annotations = parts[split]
-        images.append({"id": image_id, "file_name": str(Path(path).resolve()), "height": record["height"],
-                       "width": record["width"]})
+        images.append({"id": image_id, "file_name": name, "height": record["height"], "width": record["width"]})
         for ann in _keep(record["annotations"], options, summary.dropped):
             category = index[ann["category_id"] - 1]
             annotations.append({**ann, "image_id": image_id, "category_id": category + 1})
@@ -173,5 +182,6 @@ def write_dataset(records: Iterable[tuple[int, Path, dict[str, Any]]], class_nam
         first_id += len(annotations)
         dataset["info"] = {"description": f"repvit_plugins autolabel, {split} split", "options": asdict(options)}
         atomic_write_text(out / f"{split}.json", json.dumps(dataset))
+    write_label_maps(out, parts, len(categories))
     atomic_write_text(out / "labels.json", json.dumps(asdict(summary), indent=2))
     return summary
