@@ -208,3 +208,34 @@ def test_edge_sam_fuses_to_the_same_embedding():
         reference = encoder(x)
         fused = reparameterize(encoder)(x)
     torch.testing.assert_close(fused, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_benchmark_sam_zoo_smoke_run_covers_every_entry(tmp_path):
+    """tools/benchmark_sam.py --zoo --tiny: every entry, every encoder path measured or given its reason.
+
+    Tolerances: the int8 graphs of these tiny random encoders keep box masks at mean IoU > 0.5 with float's (the
+    RepViT-SAM int8 test's own floor); onnxruntime float matches eager to 1e-3 of the embedding's scale.
+    """
+    import json
+
+    from repvit_plugins.sam.zoo_benchmark import PATHS
+
+    from .conftest import run_tool
+
+    done = run_tool("benchmark_sam.py", "--zoo", "--tiny", "--zoo-iters", "1", "--zoo-warmup", "0",
+                    "--decoder-iters", "1", "--boxes", "2", "--json", tmp_path / "zoo.json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "zoo.json").read_text())["results"]
+    assert sorted(results) == sorted(SAM_MODELS)
+    assert "| `repvit_sam` |" in done.stdout and "COCO AP (published)" in done.stdout
+    for name, r in results.items():
+        paths = r["paths"]
+        assert list(paths) == list(PATHS), name
+        assert r["params"] > 0 and r["macs"] > 0 and r["decoder_ms_per_box"] > 0, name
+        for path in ("eager", "channels_last", "onnxruntime", "int8"):
+            assert paths[path].get("s", 0) > 0, (name, path, paths[path])
+        assert ("s" in paths["fused"]) == (sam_model(name).family in ("repvit", "edge_sam")), name
+        assert paths["onnxruntime"]["error"] < 1e-3, name
+        assert 0.5 < paths["int8"]["mask_iou"] <= 1.0, name
+    assert results["repvit_sam"]["zero_shot_coco_ap"] == 44.4 and results["sam_vit_h"]["zero_shot_coco_ap"] == 46.8

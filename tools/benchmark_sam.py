@@ -4,9 +4,7 @@
 Encoder: unfused eager, fused, fused + channels_last, fused + channels_last +
 torch.compile (with its one-off compile time), onnxruntime, onnxruntime static
 int8 (calibrated on two demo photographs; its embedding error and the IoU of its
-box masks with the float ones, on a third photograph), and the encoders of the
-zoo's other SAMs (``--zoo``, default MobileSAM and SAM ViT-B) as outside
-references. The encoder input is a real photograph
+box masks with the float ones, on a third photograph). The encoder input is a real photograph
 (demo/images/chelsea.jpg) preprocessed as SamPredictor does. Decoder (prompt
 encoder + mask decoder + upscaling to the image, as ``predict_torch``): 1 box,
 16 boxes in one call, 16 separate calls, for segment_anything's decoder, the
@@ -23,8 +21,20 @@ To read the ratios: the encoder is 95% 1x1 convolutions (about 113 GMACs at
 report prints the encoder's MACs, the machine's measured float32 GEMM rate and
 the time floor they imply.
 
+``--zoo [NAME ...]`` measures the SAM model zoo instead (every entry when no name is
+given; repvit_plugins.sam.zoo_benchmark): per entry, in its own process with the tuned
+allocator, the encoder eager, fused (RepViT blocks only), channels_last, bf16 (where the
+CPU has it natively), onnxruntime and static int8, or the reason a path does not apply;
+the fast decoder's ms per box, params, MACs and the process's peak RSS. ``--tiny`` swaps
+every entry for a small random-weight variant of its family
+(repvit_plugins.models.sam_registry.smoke_variant) and runs them all in one process: a
+smoke run of every path in about a minute, whose numbers mean nothing.
+
   python tools/benchmark_sam.py                  # everything, 3 allocator settings (about 10-15 min on 2 cores)
   python tools/benchmark_sam.py --quick          # a short smoke run (tuned allocator only)
+  python tools/benchmark_sam.py --zoo            # the whole zoo at full size (ViT-H alone takes tens of minutes)
+  python tools/benchmark_sam.py --zoo mobile_sam edge_sam --zoo-iters 5
+  python tools/benchmark_sam.py --zoo --tiny     # smoke run of the zoo
 """
 from __future__ import annotations
 
@@ -42,28 +52,33 @@ import numpy as np
 import torch
 
 from repvit_plugins.numeric_agreement import embedding_error
+from repvit_plugins.sam.zoo_benchmark import benchmark_boxes, box_mask_iou
 from repvit_plugins.timing import median_seconds as median_latency
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
 MODES = ("default", "mallopt", "env")
 ENV_TUNING = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-SKIPPABLE = ("compile", "onnx", "int8", "zoo")
+SKIPPABLE = ("compile", "onnx", "int8", "bf16")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="short run: 3 iterations, 1 warm-up, tuned allocator only, no compile and no zoo models")
+                        help="short run: 3 iterations, 1 warm-up, tuned allocator only, no compile")
     parser.add_argument("--allocator", choices=(*MODES, "all"), default=None,
                         help="allocator setting(s) to measure (default: all; with --quick: mallopt)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
     parser.add_argument("--iters", type=int, default=None, help="timed encoder runs (default 10; quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up runs (default 2; quick 1)")
-    parser.add_argument("--zoo", nargs="*", default=["mobile_sam", "sam_vit_b"],
-                        help="other SAM models of the zoo (repvit_plugins.models.SAM_MODELS) whose encoders are timed "
-                             "eager next to RepViT-SAM")
-    parser.add_argument("--zoo-iters", type=int, default=3, help="timed runs of each zoo encoder (ViTs are slow)")
+    parser.add_argument("--zoo", nargs="*", default=None, metavar="NAME",
+                        help="measure these SAM zoo entries (repvit_plugins.models.SAM_MODELS; none named: all) "
+                             "instead of the RepViT-SAM table")
+    parser.add_argument("--tiny", action="store_true",
+                        help="with --zoo: small random-weight variants of every entry, all in one process (a smoke "
+                             "run; the numbers mean nothing)")
+    parser.add_argument("--zoo-iters", type=int, default=3, help="timed runs of each zoo encoder path (ViTs are slow)")
+    parser.add_argument("--zoo-warmup", type=int, default=1, help="untimed runs before each zoo encoder path")
     parser.add_argument("--decoder-iters", type=int, default=None,
                         help="timed decoder runs of the many-box measurements (default 5; quick 3); "
                              "the 1-box measurement runs 4x as many")
@@ -74,12 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=None, help="folder for the exported ONNX files (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--zoo-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.skip = sorted(set(args.skip) | {"compile", "zoo"})
+        args.skip = sorted(set(args.skip) | {"compile"})
     args.allocator = args.allocator or ("mallopt" if args.quick else "all")
     args.iters = args.iters or (3 if args.quick else 10)
-    args.warmup = args.warmup or (1 if args.quick else 2)
+    args.warmup = (1 if args.quick else 2) if args.warmup is None else args.warmup
     args.decoder_iters = args.decoder_iters or (3 if args.quick else 5)
     return args
 
@@ -105,29 +121,6 @@ def encoder_input(img_size: int) -> torch.Tensor:
     if photo is None:
         return torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
     return torch.from_numpy(encoder_inputs([photo], img_size)[0])
-
-
-def benchmark_boxes(args) -> torch.Tensor:
-    """``args.boxes`` random xyxy boxes in the encoder frame, each at least 10% wide."""
-    gen = torch.Generator().manual_seed(0)
-    corners = torch.sort(torch.rand(args.boxes, 2, 2, generator=gen) * args.img_size * 0.9, dim=1).values
-    return (corners + torch.tensor([0.0, args.img_size * 0.1])[:, None]).reshape(-1, 4)
-
-
-def box_mask_iou(sam, embedding: torch.Tensor, reference: torch.Tensor, boxes: torch.Tensor) -> float:
-    """Mean IoU of the single-mask outputs for ``boxes`` decoded from two embeddings of one image."""
-    from segment_anything import SamPredictor
-
-    predictor = SamPredictor(sam)
-    predictor.is_image_set = True
-    predictor.original_size = predictor.input_size = (sam.image_encoder.img_size,) * 2
-    masks = []
-    for features in (embedding, reference):
-        predictor.features = features
-        masks.append(predictor.predict_torch(None, None, boxes, None, False)[0][:, 0].flatten(1))
-    inter = (masks[0] & masks[1]).sum(1).float()
-    union = (masks[0] | masks[1]).sum(1).float().clamp_min(1)
-    return float((inter / union).mean())
 
 
 def gemm_gflops(threads: int, size: int = 2048, iters: int = 5) -> float:
@@ -166,7 +159,8 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
         out = bf16(image_cl)
         results["encoder: fused + channels_last + bf16 autocast"] = {
             "s": median_latency(run(bf16, image_cl), args.iters, args.warmup), "error": embedding_error(out, reference),
-            "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args)), "native": native_cpu_bf16()}
+            "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args.boxes, args.img_size)),
+            "native": native_cpu_bf16()}
     if "compile" not in args.skip:
         compiled = torch.compile(fused_cl)
         with torch.inference_mode():
@@ -185,17 +179,8 @@ def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
             out = ort_encoder(image)
             error = embedding_error(out, reference)
             results[name] = {"s": median_latency(run(ort_encoder, image), args.iters, args.warmup), "error": error,
-                             "mask_iou": box_mask_iou(sam, out, reference, benchmark_boxes(args))}
-    if "zoo" not in args.skip and args.img_size == 1024:
-        from repvit_plugins.models.sam_registry import build_encoder
-
-        for name in args.zoo:  # the other SAMs of the zoo, eager, random weights
-            other = build_encoder(name).eval()
-            with torch.inference_mode():
-                results[f"encoder: zoo {name} (eager)"] = {
-                    "s": median_latency(run(other, image), args.zoo_iters, 1),
-                    "params_m": sum(p.numel() for p in other.parameters()) / 1e6}
-            del other
+                             "mask_iou": box_mask_iou(sam, out, reference,
+                                                      benchmark_boxes(args.boxes, args.img_size))}
     return results
 
 
@@ -209,7 +194,7 @@ def _decoder_results(args, paths: dict) -> dict:
     sam = build_repvit_sam(arch=args.arch, img_size=args.img_size)
     grid = args.img_size // 16
     embedding = torch.randn(1, 256, grid, grid)
-    boxes = benchmark_boxes(args)
+    boxes = benchmark_boxes(args.boxes, args.img_size)
     predictors = {"segment_anything": SamPredictor(sam), "fast": FastSamPredictor(sam, decoder="fast")}
     if "onnx" not in args.skip and "decoder" in paths:
         from repvit_plugins.sam.ort_backend import OrtPromptDecoder
@@ -280,6 +265,19 @@ def export_models(args, work: Path) -> dict:
     return {"paths": paths, "timings": timings}
 
 
+def _run_child(what: str, argv: list[str], env: dict[str, str]) -> dict:
+    """This tool in a fresh process with ``argv``; its RESULT line, parsed."""
+    command = [sys.executable, str(Path(__file__).resolve()), *argv]
+    print(f"measuring {what} ...", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"the run measuring {what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def run_mode(mode: str, args, argv: list[str], paths: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ENV_TUNING}
     env["REPVIT_BENCH_PATHS"] = json.dumps(paths)
@@ -287,15 +285,67 @@ def run_mode(mode: str, args, argv: list[str], paths: dict) -> dict:
         env.update(ENV_TUNING)
     if mode == "default":
         env["REPVIT_PLUGINS_NO_MALLOC_TUNING"] = "1"
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", mode]
-    print(f"measuring with the {mode} allocator ...", flush=True)
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"the {mode} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
-    return json.loads(lines[-1][len("RESULT "):])
+    return _run_child(f"with the {mode} allocator", [*argv, "--child", mode], env)
+
+
+# -- the SAM zoo (--zoo) -----------------------------------------------------------------------------
+def zoo_child(args) -> dict:
+    """Every entry of ``--zoo-child`` measured in this process (repvit_plugins.sam.zoo_benchmark)."""
+    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.sam.zoo_benchmark import ZooRun, measure_entry
+
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    photo, calibration = _demo_photos()
+    skip = {{"onnx": "onnxruntime"}.get(name, name) for name in args.skip}
+    run = ZooRun(iters=args.zoo_iters, warmup=args.zoo_warmup, decoder_iters=args.decoder_iters, boxes=args.boxes,
+                 tiny=args.tiny, skip=frozenset(skip), work_dir=Path(args.work_dir),
+                 own_process=len(args.zoo_child) == 1)
+    results = {}
+    for name in args.zoo_child:
+        load = os.getloadavg()[0]
+        results[name] = measure_entry(name, photo, calibration, run) | {
+            "threads": torch.get_num_threads(), "load_before": load, "load_after": os.getloadavg()[0]}
+    return results
+
+
+def run_zoo(args, argv: list[str], work: Path) -> dict:
+    """The zoo entries, each in its own process (all in one with ``--tiny``)."""
+    from repvit_plugins.models.sam_registry import sam_model, sam_model_names
+
+    names = args.zoo or sam_model_names()
+    for name in names:
+        sam_model(name)  # an unknown name fails here, before anything runs
+    groups = [names] if args.tiny else [[name] for name in names]
+    results = {}
+    for group in groups:
+        what = "the zoo's tiny variants" if args.tiny else group[0]
+        try:
+            results.update(_run_child(what, [*argv, "--work-dir", str(work), "--zoo-child", *group],
+                                      dict(os.environ)))
+        except RuntimeError as err:  # one entry that dies (e.g. killed for memory) does not lose the others
+            print(f"  {err}", file=sys.stderr, flush=True)
+            results.update({name: {"failed": str(err).splitlines()[0]} for name in group})
+    return results
+
+
+def zoo_report(results: dict, args) -> None:
+    from repvit_plugins.sam.zoo_benchmark import markdown_table
+    from repvit_plugins.speed import cpu_description
+
+    failed = {name: r["failed"] for name, r in results.items() if "failed" in r}
+    results = {name: r for name, r in results.items() if name not in failed}
+    if not results:
+        raise SystemExit("every zoo entry failed: " + "; ".join(f"{n}: {why}" for n, why in failed.items()))
+    first = next(iter(results.values()))
+    print(f"\nSAM zoo{' (tiny random-weight variants: a smoke run, the numbers mean nothing)' if args.tiny else ''}, "
+          f"random weights, batch 1, {first['threads']} threads, median of {args.zoo_iters} after "
+          f"{args.zoo_warmup} warm-up; decoder: the fast decoder, {args.boxes} boxes in one call")
+    print(f"CPU: {cpu_description()}; load average " +
+          ", ".join(f"{name} {r['load_before']:.1f}->{r['load_after']:.1f}" for name, r in results.items()) + "\n")
+    print(markdown_table(results))
+    for name, why in failed.items():
+        print(f"- {name}: {why}")
 
 
 def _fmt(seconds: float) -> str:
@@ -374,14 +424,14 @@ def report(results: dict[str, dict], args, exports: dict) -> None:
 
 
 def _best_float_path(r: dict, names: list[str]) -> tuple[float, str]:
-    return min((r[n]["s"], n) for n in names if n.startswith("encoder") and "zoo" not in n and "int8" not in n)
+    return min((r[n]["s"], n) for n in names if n.startswith("encoder") and "int8" not in n)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    if args.child:
-        print("RESULT " + json.dumps(child(args)), flush=True)
+    if args.child or args.zoo_child:
+        print("RESULT " + json.dumps(child(args) if args.child else zoo_child(args)), flush=True)
         return 0
     from repvit_plugins.malloc_tuning import tune_allocator
 
@@ -390,12 +440,21 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        exports = export_models(args, work)
-        results = {mode: run_mode(mode, args, argv, exports["paths"]) for mode in modes}
-    report(results, args, exports)
+        if args.zoo is not None:
+            results, exports = run_zoo(args, argv, work), {}
+        else:
+            exports = export_models(args, work)
+            results = {mode: run_mode(mode, args, argv, exports["paths"]) for mode in modes}
+    if args.zoo is not None:
+        zoo_report(results, args)
+    else:
+        report(results, args, exports)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "exports": exports, "results": results}, indent=1))
-    return 0
+        from repvit_plugins.speed import cpu_description
+
+        Path(args.json).write_text(json.dumps({"args": vars(args), "cpu": cpu_description(), "exports": exports,
+                                               "results": results}, indent=1))
+    return int(any("failed" in r for r in results.values()))  # 1 when a zoo entry failed, as segment does
 
 
 if __name__ == "__main__":

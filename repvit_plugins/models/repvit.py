@@ -23,6 +23,7 @@ __all__ = [
     "RepViTArch",
     "RepViT",
     "canonical_arch",
+    "is_reparameterizable",
     "reparameterize",
 ]
 
@@ -360,6 +361,15 @@ class RepViT(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+_FUSABLE = (Conv2dBN, BNLinear, RepVGGDW, Classifier)
+
+
+def is_reparameterizable(model: nn.Module) -> bool:
+    """Whether ``model`` holds RepViT parts that :func:`reparameterize` fuses (RepViT-SAM, EdgeSAM: yes; SAM's ViT,
+    TinyViT, EfficientViT: no)."""
+    return any(isinstance(m, _FUSABLE) for m in model.modules())
+
+
 @torch.no_grad()
 def reparameterize(model: nn.Module) -> nn.Module:
     """Fuse every Conv-BN, RepVGG-DW branch, BN-Linear and classifier head in place.
@@ -371,7 +381,7 @@ def reparameterize(model: nn.Module) -> nn.Module:
     model.eval()
     for name, child in list(model.named_children()):
         fuse = getattr(child, "fuse", None)
-        if callable(fuse) and isinstance(child, (Conv2dBN, BNLinear, RepVGGDW, Classifier)):
+        if callable(fuse) and isinstance(child, _FUSABLE):
             setattr(model, name, fuse())
         else:
             reparameterize(child)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 __all__ = ["EMBEDDING_STRIDE", "SAM_EMBED_DIM", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "assemble_sam",
-           "load_sam_checkpoint"]
+           "encoder_input_size", "load_sam_checkpoint"]
 
 SAM_EMBED_DIM = 256
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -33,6 +33,12 @@ def assemble_sam(encoder: nn.Module, img_size: int, pixel_mean=SAM_PIXEL_MEAN, p
         pixel_mean=list(pixel_mean),
         pixel_std=list(pixel_std),
     )
+
+
+def encoder_input_size(encoder: nn.Module) -> int:
+    """The side of the square input an image encoder sees: its ``input_size`` (EfficientViT-SAM L: 512) or
+    ``img_size`` (the prompt frame, 1024 for every other entry)."""
+    return getattr(encoder, "input_size", None) or encoder.img_size
 
 
 def load_sam_checkpoint(sam: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:

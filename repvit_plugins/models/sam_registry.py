@@ -23,7 +23,7 @@ from .repvit_sam import EdgeSamEncoder, RepViTSamEncoder
 from .sam_parts import SAM_EMBED_DIM, SAM_PIXEL_MEAN, SAM_PIXEL_STD, assemble_sam, load_sam_checkpoint
 
 __all__ = ["ENCODER_FAMILIES", "SAM_MODELS", "SamModelSpec", "build_encoder", "build_sam", "repvit_sam_name",
-           "sam_model", "sam_model_names"]
+           "sam_model", "sam_model_names", "smoke_variant"]
 
 @dataclass(frozen=True)
 class SamModelSpec:
@@ -175,6 +175,27 @@ def sam_model(name: str) -> SamModelSpec:
     return SAM_MODELS[name]
 
 
+def smoke_variant(name: str) -> tuple[int, dict[str, Any]]:
+    """``(img_size, encoder_args)`` of a small random-weight variant of entry ``name`` for smoke runs.
+
+    The family's own code at a 128 input (RepViT, EdgeSAM: the entry's arch; ViT: 1/8 of the width, 2 blocks,
+    4 x 4 windows) or, where the family always gives a 64 x 64 embedding, in the 1024 frame with fewer channels and
+    blocks (TinyViT: one block per stage) or a 128 encoder input (EfficientViT: L0, the smallest model the package
+    builds, for every EfficientViT entry). Timings of these mean nothing; they exercise every path in seconds.
+    """
+    spec = sam_model(name)
+    if spec.family == "vit":
+        return 128, dict(embed_dim=spec.encoder_args["embed_dim"] // 8, depth=2, num_heads=2, window_size=4,
+                         global_attn_indexes=(1,))
+    if spec.family == "tiny_vit":
+        # MobileSAM's TinyViT keeps its last stage at stride 16 only for a 320 (448, 576) wide one
+        return spec.img_size, dict(embed_dims=(16, 32, 64, 320), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 5),
+                                   mlp_ratio=1.0)
+    if spec.family == "efficientvit":  # the package's builders fix widths and depths: its smallest, L0, for all
+        return spec.img_size, dict(variant="l0", input_size=128)
+    return 128, {}
+
+
 def build_encoder(name: str, img_size: int | None = None, **overrides: Any) -> nn.Module:
     """The image encoder of entry ``name`` (random weights); ``overrides`` change its family arguments."""
     spec = sam_model(name)
@@ -182,7 +203,8 @@ def build_encoder(name: str, img_size: int | None = None, **overrides: Any) -> n
 
 
 def build_sam(name: str = "repvit_sam", checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] | None = None, *,
-              pretrained: bool = False, device: str | torch.device = "cpu", img_size: int | None = None) -> nn.Module:
+              pretrained: bool = False, device: str | torch.device = "cpu", img_size: int | None = None,
+              encoder_args: Mapping[str, Any] | None = None) -> nn.Module:
     """A named SAM (a ``segment_anything`` ``Sam``) in eval mode.
 
     Args:
@@ -192,6 +214,7 @@ def build_sam(name: str = "repvit_sam", checkpoint: str | os.PathLike | Mapping[
         pretrained: load the entry's official zoo checkpoint when ``checkpoint`` is ``None``.
         device: where the model lives.
         img_size: encoder input side (default: the entry's; RepViT and ViT accept other multiples of 16).
+        encoder_args: overrides of the family arguments (e.g. :func:`smoke_variant`'s smaller encoders).
     """
     spec = sam_model(name)
     if checkpoint is None and pretrained:
@@ -199,7 +222,7 @@ def build_sam(name: str = "repvit_sam", checkpoint: str | os.PathLike | Mapping[
             raise ValueError(f"{name} has no official checkpoint (a student you train yourself); pass checkpoint=")
         checkpoint = spec.checkpoint
     size = img_size or spec.img_size
-    sam = assemble_sam(build_encoder(name, size), size, spec.pixel_mean, spec.pixel_std)
+    sam = assemble_sam(build_encoder(name, size, **(encoder_args or {})), size, spec.pixel_mean, spec.pixel_std)
     sam.mask_scoring = spec.mask_scoring
     if checkpoint is not None:
         load_sam_checkpoint(sam, checkpoint)

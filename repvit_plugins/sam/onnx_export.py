@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ..models.sam_parts import encoder_input_size
 from ..numeric_agreement import relative_error
 from ..quiet import quietly
 from .decoder_inputs import DECODER_INPUTS, decoder_feeds
@@ -78,21 +80,29 @@ def fused_encoder(sam: nn.Module) -> nn.Module:
     return reparameterize(encoder)
 
 
+ONNX_FILE_LIMIT = 2**31 - 2**27
+"""Weight bytes above which a graph keeps its weights in a side file ``<name>.data``: a protobuf holds at most
+2 GB (SAM ViT-H's encoder has 2.5 GB of float32 weights)."""
+
+
 def _export(module: nn.Module, args: tuple, path: str | os.PathLike, input_names, output_names,
             dynamic_shapes, opset: int | None, verbose: bool) -> Path:
-    """``torch.onnx.export`` (dynamo) into one self-contained file, written atomically."""
+    """``torch.onnx.export`` (dynamo) into one self-contained file, or a file + ``<name>.data`` over 2 GB,
+    written into a scratch folder beside ``path`` and moved into place when complete."""
     _require_onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    try:
+    external = sum(t.numel() * t.element_size() for t in module.state_dict().values()) > ONNX_FILE_LIMIT
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        part = Path(tmp) / path.name  # the side file's name, recorded in the graph, is already the final one
         with quietly(stdout=not verbose), torch.no_grad():
             torch.onnx.export(module.eval(), args, str(part), input_names=input_names, output_names=output_names,
-                              dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, external_data=False,
-                              verbose=verbose)
+                              dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True,
+                              external_data=external, verbose=verbose)
+        for side_file in Path(tmp).iterdir():  # the weights first, the graph that names them last
+            if side_file != part:
+                os.replace(side_file, path.parent / side_file.name)
         os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
     return path
 
 
@@ -100,7 +110,7 @@ def export_encoder(sam: nn.Module, path: str | os.PathLike, *, fuse: bool = True
                    verbose: bool = False) -> Path:
     """Export the image encoder (fused by default) to ``path``; returns the path."""
     encoder = fused_encoder(sam) if fuse else copy.deepcopy(sam.image_encoder).float().cpu().eval()
-    size = getattr(sam.image_encoder, "input_size", None) or sam.image_encoder.img_size  # the side it sees
+    size = encoder_input_size(sam.image_encoder)  # the side it sees
     example = (torch.randn(1, 3, size, size),)
     return _export(encoder, example, path, ENCODER_INPUTS, ENCODER_OUTPUTS, None, opset, verbose)
 
@@ -133,12 +143,12 @@ def check_encoder(sam: nn.Module, path: str | os.PathLike,
                   measure: Callable[[torch.Tensor, torch.Tensor], float] = relative_error,
                   image: torch.Tensor | None = None) -> float:
     """``measure`` between the encoder file in onnxruntime and ``sam``'s encoder on ``image`` (default: random)."""
-    size = sam.image_encoder.img_size
+    size = encoder_input_size(sam.image_encoder)
     if image is None:
         image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = sam.image_encoder(image)
-    return measure(OrtImageEncoder(path, size)(image), reference)
+    return measure(OrtImageEncoder(path, sam.image_encoder.img_size, input_size=size)(image), reference)
 
 
 def check_decoder(sam: nn.Module, path: str | os.PathLike) -> float:

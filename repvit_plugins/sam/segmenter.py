@@ -25,7 +25,8 @@ __all__ = ["SamSegmenter", "BACKENDS"]
 BACKENDS = SAM_BACKENDS
 
 
-def _weights_digest(*modules: nn.Module) -> str:
+def weights_digest(*modules: nn.Module) -> str:
+    """A short hash of the modules' weights: names an exported graph, so same weights reuse one file."""
     digest = hashlib.sha256()
     for module in modules:
         for name, tensor in module.state_dict().items():
@@ -41,7 +42,7 @@ def _cached_onnx(sam: nn.Module, kind: str) -> Path:
 
     part = sam.image_encoder if kind == "encoder" else nn.ModuleList([sam.prompt_encoder, sam.mask_decoder])
     size = sam.image_encoder.img_size
-    path = cache_dir() / "onnx" / f"sam_{kind}_{size}_{_weights_digest(part)}.onnx"
+    path = cache_dir() / "onnx" / f"sam_{kind}_{size}_{weights_digest(part)}.onnx"
     if not path.is_file():
         print(f"exporting the SAM {kind} to {path} (once; this takes up to a minute)", file=sys.stderr, flush=True)
         (export_encoder if kind == "encoder" else export_decoder)(sam, path)
