@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
+from ..mapped_weights import copy_out_of_maps, mapped_files
 from ..speed import cast_matmul_weights
 from .deformable_attention import use_fast_deformable_attention
 from .detector import DetectorLoadError, GroundingDetector, load_error
@@ -76,6 +77,7 @@ class HFGroundingDetector(GroundingDetector):
 
         source = _resolve(str(model))
         local_only = _prepare_hub(source)
+        maps_before = mapped_files()
         try:
             self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
             self.model = GroundingDinoForObjectDetection.from_pretrained(source, local_files_only=local_only)
@@ -84,7 +86,8 @@ class HFGroundingDetector(GroundingDetector):
         self.model.eval().to(self.device)
         if fast_attention or (fast_attention is None and self.device.type == "cpu"):
             use_fast_deformable_attention(self.model)
-        cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
+        if cast_matmul_weights(self.model, self.precision):  # what autocast would cast on every call, once
+            copy_out_of_maps(mapped_files() - maps_before)  # the float32 file is not needed any more
         self.name = str(model)
         self.max_text_len = int(self.model.config.max_text_len)
         ids = dict(zip(_SPECIAL_TOKENS, self.tokenizer.convert_tokens_to_ids(list(_SPECIAL_TOKENS))))
