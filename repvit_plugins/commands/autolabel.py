@@ -54,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
         done = label(args, outputs)
         if done.assembled:
             summary = write_dataset(done.labeler.records(done.paths), done.labeler.class_names, args.out, dataset)
-            configs = [write_training_config(args.out, list(summary.labels), summary.images["train"], schedule,
-                                             images_root=summary.images_root, kind=kind) for kind in KINDS]
+            configs = {kind: write_training_config(args.out, list(summary.labels), summary.images["train"], schedule,
+                                                   images_root=summary.images_root, kind=kind) for kind in KINDS}
     except labelling_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     code = report(done, args.out)
     if done.assembled:
         print(summary.render())
-        print(f"train with: python tools/train.py {configs[0]}")
-        print(f"semantic segmentation: python tools/train.py {configs[1]}")
+        print(f"train with: python tools/train.py {configs['mask-rcnn']}")
+        print(f"semantic segmentation: python tools/train.py {configs['fpn']}")
     return code
