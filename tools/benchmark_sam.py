@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from repvit_plugins.numeric_agreement import embedding_error
-from repvit_plugins.sam.zoo_benchmark import benchmark_boxes, box_mask_iou
+from repvit_plugins.sam.zoo_benchmark import benchmark_boxes, box_mask_iou, on_embedding
 from repvit_plugins.timing import median_seconds as median_latency
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
@@ -203,9 +203,7 @@ def _decoder_results(args, paths: dict) -> dict:
     results = {}
     n = args.boxes
     for name, predictor in predictors.items():
-        predictor.features = embedding
-        predictor.is_image_set = True
-        predictor.original_size = predictor.input_size = (args.img_size, args.img_size)
+        on_embedding(predictor, embedding, args.img_size)
         decode = lambda b, p=predictor: p.predict_torch(None, None, b, None, False)  # noqa: E731
         with torch.inference_mode():
             one = median_latency(lambda d=decode: d(boxes[:1]), args.decoder_iters * 4, args.warmup)

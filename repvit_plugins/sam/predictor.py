@@ -15,6 +15,7 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.utils.amg import calculate_stability_score
 
+from ..models.sam_parts import encoder_input_size
 from .decoder import FastMaskDecoder
 from .decoder_inputs import decoder_feeds, prompt_count
 
@@ -94,8 +95,8 @@ class FastSamPredictor(SamPredictor):
         """``SamPredictor.set_image``, or, for an encoder that sees the image at its own ``input_size``
         (EfficientViT-SAM L: 512), the image resized and padded to that side with prompts and masks in the
         model's ``img_size`` frame, exactly as that model's own predictor does."""
-        side = getattr(self.model.image_encoder, "input_size", None)
-        if side is None or side == self.model.image_encoder.img_size:
+        side = encoder_input_size(self.model.image_encoder)
+        if side == self.model.image_encoder.img_size:
             super().set_image(image, image_format)
             return
         from segment_anything.utils.transforms import ResizeLongestSide

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.sam_parts import encoder_input_size
 from ..options import SAM_BACKENDS
 from .predictor import DECODERS, FastSamPredictor, image_content_key
 from .prompts import PromptError, check_boxes, check_image, check_mask_input, check_points
@@ -121,7 +122,7 @@ class SamSegmenter:
 
         path = encoder_onnx or _cached_onnx(self.sam, "encoder")
         return self._with_encoder(OrtImageEncoder(path, self.sam.image_encoder.img_size, threads,
-                                                  input_size=getattr(self.sam.image_encoder, "input_size", None)))
+                                                  input_size=encoder_input_size(self.sam.image_encoder)))
 
     def _with_encoder(self, encoder: nn.Module) -> nn.Module:
         """A ``Sam`` sharing this model's prompt encoder and mask decoder, with another image encoder."""

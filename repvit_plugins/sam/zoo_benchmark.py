@@ -28,7 +28,8 @@ from torch import nn
 from ..numeric_agreement import embedding_error
 from ..timing import median_seconds
 
-__all__ = ["PATHS", "ZooRun", "benchmark_boxes", "box_mask_iou", "markdown_table", "measure_entry"]
+__all__ = ["PATHS", "ZooRun", "benchmark_boxes", "box_mask_iou", "markdown_table", "measure_entry",
+           "on_embedding"]
 
 PATHS = ("eager", "fused", "channels_last", "bf16", "onnxruntime", "int8")
 MASK_CHECKED = ("bf16", "onnxruntime", "int8")
@@ -74,17 +75,22 @@ def benchmark_boxes(count: int, img_size: int) -> torch.Tensor:
     return (corners + torch.tensor([0.0, img_size * 0.1])[:, None]).reshape(-1, 4)
 
 
+def on_embedding(predictor, features: torch.Tensor, side: int):
+    """``predictor`` (a ``SamPredictor``) set to decode ``features`` as the embedding of a ``side`` x ``side``
+    image, so prompts in the model frame are decoded without running the encoder; returns it."""
+    predictor.features = features
+    predictor.is_image_set = True
+    predictor.original_size = predictor.input_size = (side, side)
+    return predictor
+
+
 def box_mask_iou(sam: nn.Module, embedding: torch.Tensor, reference: torch.Tensor, boxes: torch.Tensor) -> float:
     """Mean IoU of the single-mask outputs for ``boxes`` decoded from two embeddings of one image."""
     from segment_anything import SamPredictor
 
-    predictor = SamPredictor(sam)
-    predictor.is_image_set = True
-    predictor.original_size = predictor.input_size = (sam.image_encoder.img_size,) * 2
-    masks = []
-    for features in (embedding, reference):
-        predictor.features = features
-        masks.append(predictor.predict_torch(None, None, boxes, None, False)[0][:, 0].flatten(1))
+    predictor, side = SamPredictor(sam), sam.image_encoder.img_size
+    masks = [on_embedding(predictor, features, side).predict_torch(None, None, boxes, None, False)[0][:, 0].flatten(1)
+             for features in (embedding, reference)]
     inter = (masks[0] & masks[1]).sum(1).float()
     union = (masks[0] | masks[1]).sum(1).float().clamp_min(1)
     return float((inter / union).mean())
@@ -194,11 +200,9 @@ def _onnx_paths(entry: _Entry, run: ZooRun, calibration: list[np.ndarray]) -> No
 def _decoder_ms_per_box(sam: nn.Module, run: ZooRun) -> float:
     from .predictor import FastSamPredictor
 
-    predictor = FastSamPredictor(sam, decoder="fast")
     grid = tuple(sam.prompt_encoder.image_embedding_size)
-    predictor.features = torch.randn(1, sam.prompt_encoder.embed_dim, *grid, generator=torch.Generator().manual_seed(0))
-    predictor.is_image_set = True
-    predictor.original_size = predictor.input_size = (sam.image_encoder.img_size,) * 2
+    features = torch.randn(1, sam.prompt_encoder.embed_dim, *grid, generator=torch.Generator().manual_seed(0))
+    predictor = on_embedding(FastSamPredictor(sam, decoder="fast"), features, sam.image_encoder.img_size)
     boxes = benchmark_boxes(run.boxes, sam.image_encoder.img_size)
     with torch.inference_mode():
         seconds = median_seconds(lambda: predictor.predict_torch(None, None, boxes, None, False), run.decoder_iters, 1)
