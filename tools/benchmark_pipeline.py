@@ -12,7 +12,12 @@ Paths, each in its own process on the same images, one after the other:
   float32 rounding);
 - ``balanced`` (the default) and ``fast``: the presets as they resolve on this CPU
   (:mod:`repvit_plugins.speed`);
-- ``int8``: ``exact`` with ``torch.ao.quantization.quantize_dynamic`` int8 on the detector's Linear layers.
+- ``int8``: ``exact`` with ``torch.ao.quantization.quantize_dynamic`` int8 on the detector's Linear layers;
+- ``onnx`` / ``onnx-int8``: the float32 detector (transformers' attention) traced to ONNX per input shape and run
+  by onnxruntime, as is or with dynamic int8 MatMuls (:mod:`repvit_plugins.grounding.onnx_runtime`; tracing
+  happens in the untimed warm-up);
+- ``compile``: ``balanced`` with ``torch.compile`` (inductor) on the detector (compiling happens in the warm-up;
+  each new input shape compiles again).
 
 Per path, after ``--warmup`` untimed passes over the images: the median of each stage over the images (image
 load, detector preprocess, detector forward, detector decode + NMS, SAM encoder, mask decoder, post-processing
@@ -47,7 +52,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ("baseline", "before", "exact", "balanced", "fast", "int8")
+PATHS = ("baseline", "before", "exact", "balanced", "fast", "int8", "onnx", "onnx-int8", "compile")
+DEFAULT_PATHS = tuple(p for p in PATHS if p != "compile")  # compile: minutes per input shape on 2 cores
 STAGES = ("load", "det_preprocess", "det_forward", "det_decode", "encoder", "decoder", "post_write")
 
 
@@ -64,6 +70,7 @@ class PathSpec:
     encoder_precision: str = "fp32"
     grounded_sam_style: bool = False  # unfused encoder, SamPredictor once per box
     stock_attention: bool = False  # transformers' grid_sample deformable attention
+    detector_runtime: str = "torch"  # or "onnxruntime", "onnxruntime-int8", "compile"
 
 
 def path_spec(name: str) -> PathSpec:
@@ -78,22 +85,29 @@ def path_spec(name: str) -> PathSpec:
                         stock_attention=True)
     if name == "int8":
         return PathSpec(name, "exact + quantize_dynamic int8 detector Linear layers", detector_int8=True)
-    plan = speed_plan(name)
-    return PathSpec(name, plan.describe(), plan.detector_precision, plan.detector_image_size, plan.detector_max_size,
-                    encoder_precision=plan.encoder_precision)
+    if name in ("onnx", "onnx-int8"):
+        int8 = " with dynamic int8 MatMuls" if name == "onnx-int8" else ""
+        return PathSpec(name, f"detector in onnxruntime{int8} (fp32 graph per input shape), encoder as exact",
+                        stock_attention=True, detector_runtime="onnxruntime-int8" if int8 else "onnxruntime")
+    plan = speed_plan("balanced" if name == "compile" else name)
+    describe = f"{plan.describe()}, detector torch.compile" if name == "compile" else plan.describe()
+    return PathSpec(name, describe, plan.detector_precision, plan.detector_image_size, plan.detector_max_size,
+                    encoder_precision=plan.encoder_precision,
+                    detector_runtime="compile" if name == "compile" else "torch")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", default=[str(ROOT / "demo" / "images")], help="images or folders")
-    parser.add_argument("--prompt", default="a cat. a cup. a person.")
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--prompt", default="a cat. a cup. a person.", help="the text prompt of every image")
+    parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), choices=PATHS,
+                        help="paths to run (default: all but compile, which compiles for minutes per input shape)")
     parser.add_argument("--detector-model", help="a transformers Grounding DINO folder or hub id (default: random "
                                                  "grounding-dino-tiny architecture, built in --work-dir)")
     parser.add_argument("--sam-checkpoint", help="RepViT-SAM weights (default: random)")
-    parser.add_argument("--sam-arch", default="m2_3")
-    parser.add_argument("--sam-image-size", type=int, default=1024)
-    parser.add_argument("--max-detections", type=int, default=10)
+    parser.add_argument("--sam-arch", default="m2_3", help="RepViT variant of the SAM encoder")
+    parser.add_argument("--sam-image-size", type=int, default=1024, help="SAM encoder input side")
+    parser.add_argument("--max-detections", type=int, default=10, help="boxes kept per image (after NMS)")
     parser.add_argument("--box-threshold", type=float, help="default 0.35 with real weights, 0 with random ones")
     parser.add_argument("--text-threshold", type=float, help="default 0.25 with real weights, 0 with random ones")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -140,6 +154,13 @@ def _build_detector(spec: PathSpec, args, watch: Stopwatch):
                               fast_attention=not spec.stock_attention, **{k: v for k, v in resize.items() if v})
     if spec.detector_int8:
         detector.model = torch.ao.quantization.quantize_dynamic(detector.model, {torch.nn.Linear}, dtype=torch.qint8)
+    if spec.detector_runtime.startswith("onnxruntime"):
+        from repvit_plugins.grounding.onnx_runtime import OnnxRuntimeGroundingDino
+
+        detector.model = OnnxRuntimeGroundingDino(detector.model, Path(args.work_dir) / "onnx",
+                                                  int8=spec.detector_runtime.endswith("int8"), threads=args.threads)
+    elif spec.detector_runtime == "compile":
+        detector.model = torch.compile(detector.model)
     detector.preprocess = watch.wrap("det_preprocess", detector.preprocess)
     detector.forward = watch.wrap("det_forward", detector.forward)
     return detector
