@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from importlib.util import find_spec
 
 import numpy as np
@@ -153,13 +154,33 @@ def test_int8_calibration_equals_onnxruntimes_own(exported, tmp_path):
         def get_next(self):
             return next(self.feeds, None)
 
-    ours = load_tensors_data(_calibrate(prepared, Reader(), tmp_path, False))
+    ours = load_tensors_data(_calibrate(prepared, [{"image": x} for x in inputs], tmp_path, False))
     theirs = create_calibrator(prepared, list(QUANTIZED_OPS), augmented_model_path=str(tmp_path / "aug.onnx"))
     theirs.collect_data(Reader())
     theirs = theirs.compute_data()
     assert set(ours.data) == set(theirs.data) and len(ours.data) > 10
     for name, value in theirs.data.items():
         assert np.array_equal(ours.data[name].range_value, value.range_value), name
+
+
+def test_a_calibration_killed_for_memory_is_an_error_that_says_so():
+    from repvit_plugins.sam.quantize import run_in_child
+
+    from ._child_processes import exit_quietly, kill_myself, pid_of_child
+
+    assert run_in_child(pid_of_child, what="x") != os.getpid()  # really another process
+    with pytest.raises(MemoryError, match=r"int8 calibration of big.onnx was killed \(SIGKILL\), most likely for lack"):
+        run_in_child(kill_myself, what="int8 calibration of big.onnx")
+    with pytest.raises(RuntimeError, match="died with exit code 3"):
+        run_in_child(exit_quietly, 3, what="x")
+    with pytest.raises(ValueError, match="at least one image"):  # an error in the child is raised as itself
+        run_in_child(quantize_encoder_int8_of_nothing, what="x")
+
+
+def quantize_encoder_int8_of_nothing():
+    from repvit_plugins.sam.quantize import quantize_encoder_int8
+
+    return quantize_encoder_int8("any.onnx", "out.onnx", [])
 
 
 def test_encoder_inputs_match_sam_preprocessing(sam):

@@ -30,7 +30,7 @@ Without ``--detector-model`` / ``--sam-checkpoint`` the models are the full-size
 weights, built locally (grounding-dino-tiny's Swin-T + BERT-base; RepViT-SAM M2.3): timings are real,
 accuracy is not, and the thresholds default to 0 so every image gets ``--max-detections`` boxes.
 
-  python tools/benchmark_pipeline.py                         # demo/images, all paths (about 5 min on 2 cores)
+  python tools/benchmark_pipeline.py            # demo/images, every path but compile (about 10 min, 2 cores)
   python tools/benchmark_pipeline.py photos/ --paths exact balanced --json bench.json
   ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python tools/benchmark_pipeline.py   # as an AVX2-only CPU
 """

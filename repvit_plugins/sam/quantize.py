@@ -19,12 +19,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
 from ..models.sam_parts import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from ..quiet import quietly
+
+T = TypeVar("T")
 
 __all__ = ["encoder_inputs", "int8_encoder", "quantize_encoder_int8", "sam_normalization", "FLOAT_CONVS_AT_START",
            "FLOAT_CONVS_AT_END", "QUANTIZED_OPS"]
@@ -74,7 +76,17 @@ def _has_external_data(model) -> bool:
     return any(uses_external_data(tensor) for tensor in model.graph.initializer)
 
 
-def _calibrate(prepared: Path, reader, tmp: Path, large: bool) -> Path:
+class _Feeds:
+    """onnxruntime's ``CalibrationDataReader`` protocol over a list of input dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def _calibrate(prepared: Path, feeds: list[dict[str, np.ndarray]], tmp: Path, large: bool) -> Path:
     """MinMax activation ranges of the inputs of :data:`QUANTIZED_OPS`, saved as onnxruntime's calibration cache.
 
     onnxruntime's own calibration session keeps its memory arena: on SAM ViT-B at 1024 it grew by about 5 GB per
@@ -92,10 +104,50 @@ def _calibrate(prepared: Path, reader, tmp: Path, large: bool) -> Path:
     options.enable_mem_pattern = False
     calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, options,
                                                     providers=["CPUExecutionProvider"])
-    calibrator.collect_data(reader)
+    calibrator.collect_data(_Feeds(feeds))
     cache = tmp / "ranges.json"
     save_tensors_data(calibrator.compute_data(), cache)
     return cache
+
+
+def _answer(conn, fn: Callable[..., Any], args: tuple) -> None:
+    try:
+        conn.send((True, fn(*args)))
+    except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
+        conn.send((False, err))
+    finally:
+        conn.close()
+
+
+def run_in_child(fn: Callable[..., T], *args: Any, what: str) -> T:
+    """``fn(*args)`` in a child process (its memory goes back to the system when it ends); its errors are raised here.
+
+    The kernel's out-of-memory killer ends the biggest process, which is the child: the caller gets a
+    :class:`MemoryError` that says what was being done and what to try, instead of dying itself. The child is
+    forked where the system can (no re-import of the caller's script), else spawned.
+    """
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_answer, args=(send, fn, args), daemon=True)
+    child.start()
+    send.close()
+    try:
+        ok, value = receive.recv()
+    except EOFError:  # it died without answering
+        child.join()
+        if child.exitcode == -signal.SIGKILL:
+            raise MemoryError(
+                f"{what} was killed (SIGKILL), most likely for lack of memory: one calibration pass of SAM ViT-B at "
+                "1024 takes 12 GB and the larger ViTs need more. Use a machine with more memory, or the float32 / "
+                "bf16 encoder.") from None
+        raise RuntimeError(f"{what} died with exit code {child.exitcode} before it finished") from None
+    child.join()
+    if not ok:
+        raise value
+    return value
 
 
 def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration_images: Sequence[np.ndarray],
@@ -113,7 +165,7 @@ def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike, calibr
             read from the graph.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(calibration_images) == 0:
@@ -126,19 +178,13 @@ def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike, calibr
     feeds = [{name: x} for x in encoder_inputs(calibration_images, side, pixel_mean, pixel_std)]
     del model
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._feeds = iter(feeds)
-
-        def get_next(self):
-            return next(self._feeds, None)
-
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, quietly(root_logger=True):
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True, save_as_external_data=large)
-        ranges = _calibrate(prepared, Reader(), Path(tmp), large)
+        ranges = run_in_child(_calibrate, prepared, feeds, Path(tmp), large,
+                              what=f"int8 calibration of {src}")
         quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibration_cache_path=str(ranges), nodes_to_exclude=keep_float,
