@@ -137,26 +137,17 @@ def test_static_int8_encoder_is_close_and_keeps_stem_and_neck_float(sam, exporte
 
 def test_int8_calibration_equals_onnxruntimes_own(exported, tmp_path):
     """The arena-free calibration (12 GB flat on SAM ViT-B instead of growing 5 GB per image) finds the same ranges."""
-    from onnxruntime.quantization import CalibrationDataReader
     from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from repvit_plugins.sam.quantize import QUANTIZED_OPS, _calibrate, encoder_inputs
+    from repvit_plugins.sam.quantize import QUANTIZED_OPS, _calibrate, _Feeds, encoder_inputs
 
     prepared = tmp_path / "prepared.onnx"
     quant_pre_process(str(exported[1]), str(prepared), skip_symbolic_shape=True)
-    inputs = encoder_inputs([synthetic_image(seed=s) for s in (1, 2)], 256)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.feeds = iter([{"image": x} for x in inputs])
-
-        def get_next(self):
-            return next(self.feeds, None)
-
-    ours = load_tensors_data(_calibrate(prepared, [{"image": x} for x in inputs], tmp_path, False))
+    feeds = [{"image": x} for x in encoder_inputs([synthetic_image(seed=s) for s in (1, 2)], 256)]
+    ours = load_tensors_data(_calibrate(prepared, feeds, tmp_path, False))
     theirs = create_calibrator(prepared, list(QUANTIZED_OPS), augmented_model_path=str(tmp_path / "aug.onnx"))
-    theirs.collect_data(Reader())
+    theirs.collect_data(_Feeds(feeds))
     theirs = theirs.compute_data()
     assert set(ours.data) == set(theirs.data) and len(ours.data) > 10
     for name, value in theirs.data.items():

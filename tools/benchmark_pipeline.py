@@ -66,11 +66,10 @@ class PathSpec:
     detector_precision: str = "fp32"
     detector_image_size: int | None = None
     detector_max_size: int | None = None
-    detector_int8: bool = False
     encoder_precision: str = "fp32"
     grounded_sam_style: bool = False  # unfused encoder, SamPredictor once per box
     stock_attention: bool = False  # transformers' grid_sample deformable attention
-    detector_runtime: str = "torch"  # or "onnxruntime", "onnxruntime-int8", "compile"
+    detector_runtime: str = "torch"  # or "torch-int8" (quantize_dynamic), "onnxruntime", "onnxruntime-int8", "compile"
 
 
 def path_spec(name: str) -> PathSpec:
@@ -84,7 +83,7 @@ def path_spec(name: str) -> PathSpec:
         return PathSpec(name, "fp32, transformers' deformable attention, fused encoder, boxes in one call",
                         stock_attention=True)
     if name == "int8":
-        return PathSpec(name, "exact + quantize_dynamic int8 detector Linear layers", detector_int8=True)
+        return PathSpec(name, "exact + quantize_dynamic int8 detector Linear layers", detector_runtime="torch-int8")
     if name in ("onnx", "onnx-int8"):
         int8 = " with dynamic int8 MatMuls" if name == "onnx-int8" else ""
         return PathSpec(name, f"detector in onnxruntime{int8} (fp32 graph per input shape), encoder as exact",
@@ -152,9 +151,9 @@ def _build_detector(spec: PathSpec, args, watch: Stopwatch):
     resize = {"image_size": spec.detector_image_size, "max_size": spec.detector_max_size}
     detector = build_detector("hf", model=args.detector_model, precision=spec.detector_precision,
                               fast_attention=not spec.stock_attention, **{k: v for k, v in resize.items() if v})
-    if spec.detector_int8:
+    if spec.detector_runtime == "torch-int8":
         detector.model = torch.ao.quantization.quantize_dynamic(detector.model, {torch.nn.Linear}, dtype=torch.qint8)
-    if spec.detector_runtime.startswith("onnxruntime"):
+    elif spec.detector_runtime.startswith("onnxruntime"):
         from repvit_plugins.grounding.onnx_runtime import OnnxRuntimeGroundingDino
 
         detector.model = OnnxRuntimeGroundingDino(detector.model, Path(args.work_dir) / "onnx",

@@ -11,7 +11,6 @@ ONNX ``GridSample``); the gather-based one has no efficient ONNX form.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -22,9 +21,11 @@ import torch
 from torch import nn
 
 from ..quiet import quietly
+from ..sam.ort_backend import create_session
+from ..sam.segmenter import weights_digest
 from .deformable_attention import FastMultiScaleDeformableAttention
 
-__all__ = ["OnnxRuntimeGroundingDino", "weights_fingerprint"]
+__all__ = ["OnnxRuntimeGroundingDino"]
 
 _INPUTS = ("pixel_values", "pixel_mask", "input_ids", "token_type_ids", "attention_mask")
 _OPSET = 17  # GridSample needs 16
@@ -40,14 +41,6 @@ class _Traced(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(**dict(zip(_INPUTS, inputs)))
         return outputs.logits, outputs.pred_boxes
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """A short hash of ``model``'s parameter names, shapes and sums: cached graphs of other weights are not reused."""
-    digest = hashlib.sha1()
-    for name, tensor in model.state_dict().items():
-        digest.update(f"{name}{tuple(tensor.shape)}{float(tensor.double().sum()):.10e}".encode())
-    return digest.hexdigest()[:12]
 
 
 class OnnxRuntimeGroundingDino(nn.Module):
@@ -72,13 +65,14 @@ class OnnxRuntimeGroundingDino(nn.Module):
         self.model = model.eval()
         self.int8 = int8
         self.threads = threads or torch.get_num_threads()
-        self.folder = Path(folder) / f"grounding_dino_{weights_fingerprint(model)}"
+        self.folder = Path(folder) / f"grounding_dino_{weights_digest(model)}"  # other weights, other graphs
         self._sessions: dict[tuple[int, ...], object] = {}
 
-    def graph_path(self, shape: tuple[int, ...]) -> Path:
-        """The cached graph of a ``(batch, height, width, text length)`` input."""
+    def graph_path(self, shape: tuple[int, ...], int8: bool | None = None) -> Path:
+        """The cached graph of a ``(batch, height, width, text length)`` input (int8: this model's, by default)."""
         batch, height, width, text = shape
-        return self.folder / f"b{batch}_{height}x{width}_t{text}{'.int8' if self.int8 else ''}.onnx"
+        int8 = self.int8 if int8 is None else int8
+        return self.folder / f"b{batch}_{height}x{width}_t{text}{'.int8' if int8 else ''}.onnx"
 
     def _export(self, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,20 +94,16 @@ class OnnxRuntimeGroundingDino(nn.Module):
 
     def session(self, inputs: tuple[torch.Tensor, ...]):
         """The onnxruntime session for the shape of ``inputs`` (traced and quantized on first use)."""
-        import onnxruntime as ort
-
         shape = (*inputs[0].shape[:1], *inputs[0].shape[2:], inputs[2].shape[1])
         if shape not in self._sessions:
             path = self.graph_path(shape)
             if not path.is_file():
-                float_path = path.with_name(path.name.replace(".int8", ""))
+                float_path = self.graph_path(shape, int8=False)
                 if not float_path.is_file():
                     self._export(inputs, float_path)
                 if self.int8:
                     self._quantize(float_path, path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            self._sessions[shape] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._sessions[shape] = create_session(path, self.threads)
         return self._sessions[shape]
 
     def forward(self, **kwargs: torch.Tensor) -> SimpleNamespace:
