@@ -13,6 +13,7 @@ from repvit_plugins.grounding.deformable_attention import (
     FastMultiScaleDeformableAttention,
     multi_scale_deformable_attention,
 )
+from repvit_plugins.grounding.fusion_attention import FoldedBiMultiHeadAttention
 from repvit_plugins.speed import autocast
 
 from ._grounding_fixtures import make_tiny_hf_grounding_dino
@@ -89,7 +90,9 @@ def test_the_detector_swaps_every_attention_and_keeps_its_outputs(hf_dir):
     fast = build_detector("hf", model=str(hf_dir))  # the default on the CPU
     kinds = [type(m) for m in fast.model.modules()]
     assert FastMultiScaleDeformableAttention in kinds and MultiScaleDeformableAttention not in kinds
-    assert MultiScaleDeformableAttention in [type(m) for m in stock.model.modules()]
+    assert FoldedBiMultiHeadAttention in kinds
+    stock_kinds = [type(m) for m in stock.model.modules()]
+    assert MultiScaleDeformableAttention in stock_kinds and FoldedBiMultiHeadAttention not in stock_kinds
     (logits, boxes), (ref_logits, ref_boxes) = _forward(fast, image), _forward(stock, image)
     finite = torch.isfinite(ref_logits)
     assert torch.equal(torch.isfinite(logits), finite)

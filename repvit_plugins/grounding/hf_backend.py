@@ -64,9 +64,10 @@ class HFGroundingDetector(GroundingDetector):
             ``save_pretrained`` (model and processor).
         image_size / max_size: override the processor's resize (shortest / longest edge).
         fast_attention: run multi-scale deformable attention as one weighted gather
-            (:mod:`~repvit_plugins.grounding.deformable_attention`: the same outputs to float32 rounding,
-            faster and lighter on the CPU) instead of transformers' ``grid_sample`` path. Default: on the
-            CPU (where it was measured), not on CUDA.
+            (:mod:`~repvit_plugins.grounding.deformable_attention`) instead of transformers' ``grid_sample``
+            path, and the image-text fusion attention with its image-side projections folded onto the text
+            side (:mod:`~repvit_plugins.grounding.fusion_attention`): the same outputs to float32 rounding,
+            faster and lighter. Default: on the CPU (where it was measured), not on CUDA.
         Other arguments: see :class:`GroundingDetector`.
     """
 
@@ -85,7 +86,10 @@ class HFGroundingDetector(GroundingDetector):
             raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
         self.model.eval().to(self.device)
         if fast_attention or (fast_attention is None and self.device.type == "cpu"):
+            from .fusion_attention import use_folded_fusion_attention  # imports transformers' modeling code
+
             use_fast_deformable_attention(self.model)
+            use_folded_fusion_attention(self.model)
         if cast_matmul_weights(self.model, self.precision):  # what autocast would cast on every call, once
             copy_out_of_maps(mapped_files() - maps_before)  # the float32 file is not needed any more
         self.name = str(model)
