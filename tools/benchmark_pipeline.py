@@ -3,13 +3,13 @@
 
 Paths, each in its own process on the same images, one after the other:
 
-- ``baseline``: written the way Grounded-SAM does it: fp32 eager detector (transformers' own deformable
-  attention), unfused encoder,
+- ``baseline``: written the way Grounded-SAM does it: fp32 eager detector (transformers' own attention
+  code), unfused encoder,
   ``segment_anything.SamPredictor`` called once per box;
-- ``before``: the default before this benchmark's speed work: float32, transformers' deformable attention,
+- ``before``: the default before this benchmark's speed work: float32, transformers' attention code,
   fused channels_last encoder, all boxes in one decoder call;
-- ``exact``: ``--speed exact``, float32 (``before`` with the gather-based deformable attention, equal to
-  float32 rounding);
+- ``exact``: ``--speed exact``, float32 (``before`` with the gather-based deformable attention and the fusion
+  attention folded onto the text side, equal to float32 rounding);
 - ``balanced`` (the default) and ``fast``: the presets as they resolve on this CPU
   (:mod:`repvit_plugins.speed`);
 - ``int8``: ``exact`` with ``torch.ao.quantization.quantize_dynamic`` int8 on the detector's Linear layers;
@@ -80,7 +80,7 @@ def path_spec(name: str) -> PathSpec:
         return PathSpec(name, "Grounded-SAM style: fp32 eager, unfused encoder, one SamPredictor call per box",
                         grounded_sam_style=True, stock_attention=True)
     if name == "before":
-        return PathSpec(name, "fp32, transformers' deformable attention, fused encoder, boxes in one call",
+        return PathSpec(name, "fp32, transformers' attention code, fused encoder, boxes in one call",
                         stock_attention=True)
     if name == "int8":
         return PathSpec(name, "exact + quantize_dynamic int8 detector Linear layers", detector_runtime="torch-int8")
