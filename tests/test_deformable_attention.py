@@ -80,7 +80,7 @@ def hf_dir(tmp_path_factory):
 def _forward(detector, image, precision="fp32"):
     chunk = detector.prompt_chunks(["a cat", "a dog"])[0]
     with torch.no_grad(), autocast("cpu", precision):
-        logits, boxes = detector.forward([image], chunk)
+        logits, boxes = detector.forward(image if isinstance(image, list) else [image], chunk)
     return logits.float(), boxes.float()
 
 
@@ -96,6 +96,19 @@ def test_the_detector_swaps_every_attention_and_keeps_its_outputs(hf_dir):
     (logits, boxes), (ref_logits, ref_boxes) = _forward(fast, image), _forward(stock, image)
     finite = torch.isfinite(ref_logits)
     assert torch.equal(torch.isfinite(logits), finite)
+    assert torch.allclose(logits[finite], ref_logits[finite], atol=1e-4, rtol=0)
+    assert torch.allclose(boxes, ref_boxes, atol=1e-5, rtol=0)
+
+
+def test_a_padded_batch_keeps_its_outputs(hf_dir):
+    """Two sizes in one batch: the smaller image is padded, which both attentions must mask."""
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (90, 130, 3), dtype=np.uint8), rng.integers(0, 255, (70, 60, 3), dtype=np.uint8)]
+    stock = build_detector("hf", model=str(hf_dir), fast_attention=False)
+    fast = build_detector("hf", model=str(hf_dir))
+    (logits, boxes), (ref_logits, ref_boxes) = _forward(fast, images), _forward(stock, images)
+    finite = torch.isfinite(ref_logits)
+    assert logits.shape[0] == 2 and torch.equal(torch.isfinite(logits), finite)
     assert torch.allclose(logits[finite], ref_logits[finite], atol=1e-4, rtol=0)
     assert torch.allclose(boxes, ref_boxes, atol=1e-5, rtol=0)
 
