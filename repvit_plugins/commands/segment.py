@@ -99,8 +99,10 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
         if shard.assembles:
             summary = Summary.combine(parts, len(paths))
             labeler.finish(paths, summary)
-    finally:
-        shard.close()
+    except BaseException:
+        shard.close(wait_for_peers=False)
+        raise
+    shard.close()
     return Labelled(labeler, paths, summary, shard)
 
 
