@@ -39,11 +39,9 @@ class FoldedBiMultiHeadAttention(GroundingDinoBiMultiHeadAttention):
             return super().forward(vision_features, text_features, vision_attention_mask, text_attention_mask)
         batch, tokens, channels = vision_features.shape
         words, heads, dim = text_features.shape[1], self.num_heads, self.head_dim
-
-        def per_head(linear: nn.Linear) -> torch.Tensor:  # (B, heads, T, D) text-side projection
-            return linear(text_features).view(batch, words, heads, dim).transpose(1, 2)
-
-        keys, text_values = per_head(self.text_proj), per_head(self.values_text_proj)
+        # (B, heads, T, D) text-side projections, split into heads by transformers' own helper
+        keys = self._reshape(self.text_proj(text_features), words, batch)
+        text_values = self._reshape(self.values_text_proj(text_features), words, batch)
         query_weight = self.vision_proj.weight.view(heads, dim, channels)
         folded_queries = torch.matmul(keys, query_weight) * self.scale  # (B, heads, T, C)
         score_bias = torch.matmul(keys, self.vision_proj.bias.view(heads, dim, 1)) * self.scale  # (B, heads, T, 1)
