@@ -201,6 +201,26 @@ print("never reached")
     assert (tmp_path / "run.log").read_text() == "trained\n"
 
 
+def test_a_worker_leaves_with_its_exit_code_after_the_group_is_gone(tmp_path):
+    """end_worker_process(code), as ``segment`` under torchrun calls it after its shard left the group."""
+    script = """
+import sys, torch, torch.distributed as dist
+from repvit_plugins.worker_exit import end_worker_process
+dist.init_process_group("gloo")
+parts = [None]
+dist.all_gather_object(parts, {"images": 3})
+dist.destroy_process_group()
+sys.stdout.write("labelled")  # no newline: still buffered
+end_worker_process(3)
+print("never reached")
+"""
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert result.stdout == "labelled"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["det", "seg"])
 def test_image_demo_saves_a_visualisation(task, trained_detector, trained_segmentor, tiny_data, tmp_path):

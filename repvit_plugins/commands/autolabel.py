@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs.dataset import DatasetOptions, parse_renames, write_dataset
     from ..jobs.labeler import Outputs
     from ..jobs.train_config import KINDS, TrainingSchedule, write_training_config
-    from .segment import label, labelling_errors, report
+    from .segment import finish_run, label, labelling_errors, report
 
     outputs = Outputs(annotated=not args.no_annotated, coco=True, png_masks=args.png_masks, yolo=args.yolo)
     try:
@@ -64,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
         print(summary.render())
         print(f"train with: python tools/train.py {configs['mask-rcnn']}")
         print(f"semantic segmentation: python tools/train.py {configs['fpn']}")
-    return code
+    return finish_run(done, code)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..worker_exit import end_worker_process
+
 
 def add_arguments(parser: argparse.ArgumentParser, *, coco_flag: bool = True) -> None:
     """The flags of ``segment`` (``autolabel`` shares them: it always writes COCO, so ``coco_flag=False``)."""
@@ -99,10 +101,8 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
         if shard.assembles:
             summary = Summary.combine(parts, len(paths))
             labeler.finish(paths, summary)
-    except BaseException:
-        shard.close(wait_for_peers=False)
-        raise
-    shard.close()
+    finally:
+        shard.close()
     return Labelled(labeler, paths, summary, shard)
 
 
@@ -118,6 +118,14 @@ def report(done: Labelled, out: str) -> int:
         print(f"share {shard.rank}/{shard.world_size} is done; when every share is, assemble with the same "
               "arguments and --merge-only")
     return 1 if done.summary.failed else 0
+
+
+def finish_run(done: Labelled, code: int) -> int:
+    """``code``, the run's exit code; a ``torchrun`` worker leaves with it at once, before the interpreter
+    teardown that gloo's threads can abort (:mod:`~repvit_plugins.worker_exit`)."""
+    if done.shard.launched:
+        end_worker_process(code)
+    return code
 
 
 def labelling_errors() -> tuple[type[BaseException], ...]:
@@ -139,4 +147,4 @@ def run(args: argparse.Namespace) -> int:
     except labelling_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return report(done, args.out)
+    return finish_run(done, report(done, args.out))

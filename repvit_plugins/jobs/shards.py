@@ -80,19 +80,11 @@ class Shard:
         dist.all_gather_object(parts, asdict(summary))  # also the barrier: nobody passes before all have labelled
         return [Summary(**part) for part in parts]
 
-    def close(self, wait_for_peers: bool = True) -> None:
-        """Leave the process group, if this process joined one.
-
-        With ``wait_for_peers`` (a run that went well) every rank first waits for all the others, rank 0's
-        assembling included, so that they leave together: a rank that tore gloo down while rank 0 was still
-        connected was seen to abort at exit ("terminate called without an active exception"). After an error
-        a rank leaves at once (torchrun stops the others).
-        """
+    def close(self) -> None:
+        """Leave the process group, if this process joined one."""
         import torch.distributed as dist
 
         if self.launched and dist.is_initialized():
-            if wait_for_peers:
-                dist.barrier()
             dist.destroy_process_group()
 
 

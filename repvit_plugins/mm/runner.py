@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from ..worker_exit import end_worker_process
 from . import register_safe_globals
 
 __all__ = ["parse_with_launcher", "load_config", "prepare_train", "prepare_test", "build_runner",
@@ -164,21 +164,11 @@ def build_runner(cfg: Config) -> Any:
 def finish_distributed_worker() -> None:
     """End a worker process of a finished distributed run (``torchrun``); a no-op without a process group.
 
-    It destroys the process group, flushes the logs and standard streams, then
-    leaves with ``os._exit(0)`` instead of Python's interpreter teardown. gloo's
-    worker threads free finished collectives after the main thread has moved on,
-    and a freed work that holds a Python object (DDP's gradient all-reduces do)
-    takes the GIL; during teardown that ends the thread inside a C++ destructor:
-    ``terminate called without an active exception``, SIGABRT, and ``torchrun``
-    reports a failed run although everything finished. Call it only after success
-    and only from a script's ``__main__`` (it ends the process).
+    :func:`~repvit_plugins.worker_exit.end_worker_process` with exit code 0: the process group destroyed,
+    logs and standard streams flushed, no interpreter teardown (where gloo's threads abort the process).
+    Call it only after success and only from a script's ``__main__`` (it ends the process).
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    dist.destroy_process_group()
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
+    if dist.is_available() and dist.is_initialized():
+        end_worker_process(0)
