@@ -171,6 +171,13 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert "Iter(val) [2/2]" in text and "mIoU" in text  # each process evaluated half of the four images
 
 
+def _run_as_one_process_worker(script: str) -> subprocess.CompletedProcess:
+    """``python -c script`` with torchrun's env:// variables for a world of one."""
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_finished_distributed_worker_flushes_and_exits_cleanly(tmp_path):
     """finish_distributed_worker(): group destroyed, logs and stdout flushed, exit 0, no interpreter teardown.
 
@@ -193,9 +200,7 @@ sys.stdout.write("done")  # no newline: still buffered
 finish_distributed_worker()
 print("never reached")
 """
-    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    result = _run_as_one_process_worker(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout == "done"
     assert (tmp_path / "run.log").read_text() == "trained\n"
@@ -214,9 +219,7 @@ sys.stdout.write("labelled")  # no newline: still buffered
 end_worker_process(3)
 print("never reached")
 """
-    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    result = _run_as_one_process_worker(script)
     assert result.returncode == 3, result.stderr[-3000:]
     assert result.stdout == "labelled"
 
