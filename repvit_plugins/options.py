@@ -17,6 +17,7 @@ __all__ = [
     "MASK_SOURCES",
     "NMS_MODES",
     "SAM_BACKENDS",
+    "REALTIME_SAM",
     "SPEED_PRESETS",
     "ModelOptions",
     "OptionSpec",
@@ -32,8 +33,11 @@ NMS_MODES = ("class", "agnostic", "none")
 """Non-maximum suppression per class, across classes, or off."""
 MASK_SOURCES = ("sam", "detector")
 """Who draws the masks: SAM on the detector's boxes, or the detector itself (an mmdet Mask R-CNN student)."""
-SPEED_PRESETS = ("exact", "balanced", "fast")
-"""Model numerics (:mod:`repvit_plugins.speed`): float32; bf16 where native; that + a smaller detector input."""
+SPEED_PRESETS = ("exact", "balanced", "fast", "realtime")
+"""Speed paths (:mod:`repvit_plugins.speed`): float32; bf16 where native; that + a smaller detector input;
+the fastest detector (OmDet-Turbo) and SAM (EdgeSAM) in bf16 where native."""
+REALTIME_SAM = "edge_sam"
+"""The SAM the ``realtime`` preset picks when ``--sam-model`` is not given."""
 
 
 @dataclass(frozen=True)
@@ -136,16 +140,21 @@ class ModelOptions(_Options):
 
     detector: str = _option("hf", "Grounding DINO implementation: transformers (hf), groundingdino-py (original) "
                                   "or mmdet", choices=DETECTOR_BACKENDS)
-    detector_model: str | None = _option(None, "hf: hub id or local folder "
-                                               "(default IDEA-Research/grounding-dino-tiny); "
-                                               "original/mmdet: config file (default: the official SwinT OGC config)")
+    detector_model: str | None = _option(None, "hf: a detector-zoo name (grounding_dino_tiny, grounding_dino_base, "
+                                               "mm_grounding_dino_tiny, llmdet_tiny, llmdet_base, omdet_turbo_tiny, "
+                                               "owlv2_base), a hub id or a local save_pretrained folder of one of "
+                                               "those families (default grounding_dino_tiny; omdet_turbo_tiny "
+                                               "with --speed realtime); original/mmdet: config file (default: the "
+                                               "official SwinT OGC config); any backend: a student .onnx exported "
+                                               "by tools/export_student_onnx.py")
     detector_checkpoint: str | None = _option(None, "original/mmdet: checkpoint path or zoo name "
                                                     "(default groundingdino_swint_ogc)")
     text_encoder: str | None = _option(None, "original/mmdet: local BERT folder (bert-base-uncased) for offline use",
                                        affects_results=False)
-    sam_model: str = _option("repvit_sam", "SAM model: repvit_sam (RepViT-SAM, M2.3), repvit_sam_<arch> (a distilled "
-                                           "RepViT student), edge_sam, edge_sam_3x, mobile_sam, "
-                                           "efficientvit_sam_{l0,l1,l2,xl0,xl1}, sam_vit_b, sam_vit_l or sam_vit_h")
+    sam_model: str | None = _option(None, "SAM model: repvit_sam (RepViT-SAM, M2.3; the default), repvit_sam_<arch> "
+                                          "(a distilled RepViT student), edge_sam (the default with --speed "
+                                          "realtime), edge_sam_3x, mobile_sam, efficientvit_sam_{l0,l1,l2,xl0,xl1}, "
+                                          "sam_vit_b, sam_vit_l or sam_vit_h")
     sam_checkpoint: str | None = _option(None, "SAM checkpoint path or zoo name (default: the model's official "
                                                "weights from the zoo)")
     sam_arch: str = _option("m2_3", "RepViT variant of a repvit_sam encoder (m2_3 for the official RepViT-SAM; others "
@@ -161,7 +170,10 @@ class ModelOptions(_Options):
                                  affects_results=False)
     speed: str = _option("balanced", "exact: float32 as trained; balanced: bf16 autocast where the CPU (AVX512-BF16 "
                                      "/ AMX) or GPU computes it natively, else float32; fast: balanced plus detector "
-                                     "input at shortest edge 512 (less accurate, see docs/speed.md)",
+                                     "input at shortest edge 512 (less accurate); realtime: balanced numerics with "
+                                     "the fastest detector (omdet_turbo_tiny, COCO AP 42.5 vs Grounding DINO-T's "
+                                     "48.4) and SAM (edge_sam) unless --detector-model / --sam-model say otherwise "
+                                     "(see docs/speed.md)",
                          "Speed", choices=SPEED_PRESETS)
 
     @property
@@ -171,12 +183,28 @@ class ModelOptions(_Options):
 
     @property
     def resolved_sam_model(self) -> str:
-        """The SAM registry entry that runs (``--sam-arch`` picks a RepViT student of ``repvit_sam``)."""
-        if self.sam_model != "repvit_sam":
-            return self.sam_model
+        """The SAM registry entry that runs: ``--sam-model``, else the preset's pick (``--sam-arch`` picks a RepViT
+        student of ``repvit_sam``)."""
+        sam_model = self.sam_model or (REALTIME_SAM if self.speed == "realtime" else "repvit_sam")
+        if sam_model != "repvit_sam":
+            return sam_model
         from .models.sam_registry import repvit_sam_name
 
         return repvit_sam_name(self.sam_arch)
+
+    @property
+    def resolved_detector_model(self) -> str | None:
+        """``--detector-model``, else the ``realtime`` preset's detector (transformers backend only)."""
+        if self.detector_model is None and self.speed == "realtime" and self.detector == "hf":
+            from .grounding.detector_zoo import REALTIME_DETECTOR
+
+            return REALTIME_DETECTOR
+        return self.detector_model
+
+    def settings(self) -> dict[str, Any]:
+        """As :meth:`_Options.settings`, with the detector and SAM that actually run (a preset's picks)."""
+        return {**super().settings(), "detector_model": self.resolved_detector_model,
+                "sam_model": self.resolved_sam_model}
 
     def resolved_device(self) -> str:
         if self.device:

@@ -64,10 +64,13 @@ def _model_need(what: str, spec: str, flag: str) -> Need:
 def needed_weights(models: ModelOptions, *, sam: bool = True) -> list[Need]:
     """Every file and hub model ``models`` needs, in the order they load (no SAM weights unless ``sam``)."""
     needs = []
-    if models.detector == "hf":
-        from .grounding.hf_backend import DEFAULT_HF_MODEL
+    detector_model = models.resolved_detector_model
+    if str(detector_model or "").endswith(".onnx"):
+        needs.append(Need("student detector ONNX file", "file", str(detector_model), "--detector-model"))
+    elif models.detector == "hf":
+        from .grounding.detector_zoo import resolve_detector_model
 
-        needs.append(_model_need("Grounding DINO model", models.detector_model or DEFAULT_HF_MODEL, "--detector-model"))
+        needs.append(_model_need("detector model", resolve_detector_model(detector_model), "--detector-model"))
     else:
         if models.detector_model:
             needs.append(Need(f"{models.detector} detector config", "file", models.detector_model, "--detector-model"))

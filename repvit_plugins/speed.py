@@ -4,7 +4,9 @@
 bfloat16 where the hardware computes it natively (AVX512-BF16 / AMX CPUs, CUDA GPUs
 with bf16, else float16 on CUDA) and stays float32 elsewhere: emulated bf16 on an
 AVX2-only CPU is slower than float32. ``fast`` adds a lower detector resolution
-(shortest edge 512), trading accuracy for speed. CPU features are detected at run
+(shortest edge 512), trading accuracy for speed. ``realtime`` keeps ``balanced``'s numerics and
+picks the fastest detector and SAM of the zoos (:class:`~repvit_plugins.options.ModelOptions` resolves
+them; the detector runs at its own input size). CPU features are detected at run
 time, never assumed; ``REPVIT_PLUGINS_BF16=0|1`` overrides the detection.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import functools
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ContextManager
 
 import torch
@@ -73,18 +75,23 @@ class SpeedPlan:
     encoder_precision: str = "fp32"
     detector_image_size: int | None = None
     detector_max_size: int | None = None
+    detector: str = ""
+    sam: str = ""
 
     def describe(self) -> str:
         """One line, e.g. ``'balanced: detector bf16, encoder bf16'``; recorded in the run settings."""
         size = f" @{self.detector_image_size}" if self.detector_image_size else ""
-        return f"{self.preset}: detector {self.detector_precision}{size}, encoder {self.encoder_precision}"
+        detector = f" {self.detector}" if self.detector else ""
+        sam = f" ({self.sam})" if self.sam else ""
+        return (f"{self.preset}: detector{detector} {self.detector_precision}{size}, "
+                f"encoder{sam} {self.encoder_precision}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def speed_plan(preset: str = "balanced", device: str | torch.device = "cpu") -> SpeedPlan:
-    """The :class:`SpeedPlan` of ``preset`` (``exact``, ``balanced`` or ``fast``) on ``device``."""
+    """The :class:`SpeedPlan` of ``preset`` (``exact``, ``balanced``, ``fast`` or ``realtime``) on ``device``."""
     if preset not in SPEED_PRESETS:
         raise ValueError(f"speed must be one of {', '.join(SPEED_PRESETS)}; got {preset!r}")
     if preset == "exact":
@@ -147,4 +154,7 @@ class AutocastModule(torch.nn.Module):
 
 def speed_plan_of(models: ModelOptions) -> SpeedPlan:
     """The :class:`SpeedPlan` that ``models.speed`` means on the device ``models`` runs on."""
-    return speed_plan(models.speed, models.resolved_device())
+    plan = speed_plan(models.speed, models.resolved_device())
+    if models.speed == "realtime":  # the models it runs are part of the path a resumed run must match
+        plan = replace(plan, detector=models.resolved_detector_model or "", sam=models.resolved_sam_model)
+    return plan

@@ -58,7 +58,8 @@ class DemoModels:
 
     Pass ready-made ``detector`` / ``segmenter`` objects (tests, notebooks) or
     factories that build them on first use. ``sam_factory`` builds the segmenter of
-    another SAM of the zoo by name (the page's model choice); each is built once.
+    another SAM of the zoo by name (the page's model choice), ``speed_factory`` the detector
+    of another speed preset (e.g. ``realtime``'s OmDet-Turbo); each is built once.
     """
 
     detector_factory: Callable[[], Any] | None = None
@@ -67,8 +68,11 @@ class DemoModels:
     segmenter: Any = None
     sam_model: str | None = None
     sam_factory: Callable[[str], Any] | None = None
+    speed: str | None = None
+    speed_factory: Callable[[str], Any] | None = None
     problems: dict[str, str] = field(default_factory=dict)
     _other_segmenters: dict[str, Any] = field(default_factory=dict)
+    _other_detectors: dict[str, Any] = field(default_factory=dict)
 
     def _build(self, what: str, factory: Callable[[], Any] | None):
         if factory is None:
@@ -79,10 +83,18 @@ class DemoModels:
             self.problems[what] = str(err)
             raise DemoError(f"The {what} could not be loaded: {err}") from err
 
-    def get_detector(self):
-        if self.detector is None:
-            self.detector = self._build("detector", self.detector_factory)
-        return self.detector
+    def get_detector(self, speed: str | None = None):
+        """The detector of the ``speed`` preset, or the demo's own when ``None`` or its preset."""
+        if speed is None or speed == self.speed:
+            if self.detector is None:
+                self.detector = self._build("detector", self.detector_factory)
+            return self.detector
+        if speed not in self._other_detectors:
+            if self.speed_factory is None:
+                raise DemoError(f"This demo runs one speed preset ({self.speed}); {speed} is not available.")
+            self._other_detectors[speed] = self._build(f"detector of the {speed} preset",
+                                                       lambda: self.speed_factory(speed))
+        return self._other_detectors[speed]
 
     def get_segmenter(self, sam_model: str | None = None):
         """The segmenter of ``sam_model`` (a zoo name), or the demo's own when ``None`` or its name."""
@@ -128,8 +140,8 @@ def export_files(detections, image: np.ndarray, names: Sequence[str], stem: str 
 
 
 def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str,
-                  options: PipelineOptions | None = None, sam_model: str | None = None):
-    """Text prompt -> annotated image, table rows, download files."""
+                  options: PipelineOptions | None = None, sam_model: str | None = None, speed: str | None = None):
+    """Text prompt -> annotated image, table rows, download files (``speed``: the preset whose detector runs)."""
     from ..grounding import GroundedSAM, parse_prompt
     from ..visualize import annotate
 
@@ -139,7 +151,7 @@ def run_text_mode(models: DemoModels, prepared: PreparedImage, prompt: str,
         names = parse_prompt(prompt)
     except ValueError as err:
         raise DemoError(str(err)) from err
-    pipeline = GroundedSAM(models.get_detector(), models.get_segmenter(sam_model), options)
+    pipeline = GroundedSAM(models.get_detector(speed), models.get_segmenter(sam_model), options)
     detections = pipeline.predict(prepared.image, prompt)
     return (annotate(prepared.image, detections), detection_rows(detections),
             export_files(detections, prepared.image, names))
@@ -235,9 +247,13 @@ def default_models(models: ModelOptions | None = None) -> DemoModels:
         return segmenter_from_options(models.replace(sam_model=name, sam_arch="m2_3", sam_checkpoint=None,
                                                      sam_image_size=None, sam_encoder_onnx=None))
 
+    def other_speed(speed: str):
+        return detector_from_options(models.replace(speed=speed))
+
     return DemoModels(detector_factory=lambda: detector_from_options(models),
                       segmenter_factory=lambda: segmenter_from_options(models),
-                      sam_model=models.resolved_sam_model, sam_factory=other_sam)
+                      sam_model=models.resolved_sam_model, sam_factory=other_sam,
+                      speed=models.speed, speed_factory=other_speed)
 
 
 def weights_status(models: ModelOptions | None = None) -> str:

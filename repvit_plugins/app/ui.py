@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..options import PipelineOptions, option_specs
+from ..options import REALTIME_SAM, ModelOptions, PipelineOptions, option_specs
 from .services import (
     TABLE_HEADERS,
     ClickState,
@@ -19,6 +19,7 @@ from .services import (
 )
 
 TEXT_CONTROLS = ("box_threshold", "text_threshold", "nms", "max_detections")
+SPEED_HELP = next(spec.help for spec in option_specs(ModelOptions) if spec.name == "speed")
 """The :class:`~repvit_plugins.options.PipelineOptions` the Text tab offers (in this order)."""
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "demo" / "images"
 DEFAULT_MAX_SIDE = 1024
@@ -61,23 +62,25 @@ def _shown(call):
 
 
 def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: str = "",
-              sam_models: Sequence[str] = ()):
+              sam_models: Sequence[str] = (), speeds: Sequence[str] = ()):
     """Build the ``gr.Blocks`` page; ``status`` is a Markdown note shown on top (e.g. missing weights).
 
     ``sam_models``: zoo names offered in the page's SAM model choice (the first is the default; none: no choice).
+    ``speeds``: speed presets offered on the Text tab (the first is the demo's own; none: no choice); choosing
+    ``realtime`` also switches the SAM choice to its pick.
     """
     import gradio as gr
 
     UploadedImage = _upload_image_component()
 
-    def text_mode(sam_model, image, prompt, *values):
+    def text_mode(sam_model, speed, image, prompt, *values):
         prepared = prepare_image(image, max_side)
         try:
             options = PipelineOptions(**dict(zip(TEXT_CONTROLS, values)))
         except ValueError as err:
             raise DemoError(str(err)) from err
         start = time.perf_counter()
-        annotated, rows, files = run_text_mode(models, prepared, prompt, options, sam_model)
+        annotated, rows, files = run_text_mode(models, prepared, prompt, options, sam_model, speed)
         seconds = time.perf_counter() - start
         return annotated, rows, files, _note(prepared.note, f"{len(rows)} detection(s) in {seconds:.1f} s.")
 
@@ -112,6 +115,8 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                 with gr.Column():
                     text_image = UploadedImage(type="filepath", label="Image", elem_id="text-image")
                     prompt = gr.Textbox(label="Prompt", placeholder="a cat. a remote control.", elem_id="text-prompt")
+                    speed = gr.Dropdown(list(speeds), value=speeds[0] if speeds else None, label="Speed",
+                                        info=SPEED_HELP, visible=len(speeds) > 1, elem_id="text-speed")
                     text_controls = _option_controls(TEXT_CONTROLS, "text")
                     text_button = gr.Button("Segment", variant="primary", elem_id="text-run")
                 with gr.Column():
@@ -125,8 +130,10 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                                   "astronaut.jpg": "a person. a flag."})
             if examples:
                 gr.Examples(examples, inputs=[text_image, prompt])
-            text_button.click(_shown(text_mode), [sam_model, text_image, prompt, *text_controls],
+            text_button.click(_shown(text_mode), [sam_model, speed, text_image, prompt, *text_controls],
                               [text_output, text_table, text_files, text_note])
+            if len(sam_models) > 1:
+                speed.change(functools.partial(_sam_of_speed, default=sam_models[0]), [speed], [sam_model])
         with gr.Tab("Click", id="click"):
             click_state = gr.State(ClickState())
             with gr.Row():
@@ -186,6 +193,11 @@ def _option_controls(names: tuple[str, ...], tab: str) -> list:
             controls.append(gr.Number(value=spec.default, precision=0, minimum=spec.low, label=spec.label,
                                       info=spec.help, elem_id=elem_id))
     return controls
+
+
+def _sam_of_speed(speed: str, default: str) -> str:
+    """The SAM choice that goes with a speed preset: ``realtime``'s own pick, else the demo's."""
+    return REALTIME_SAM if speed == "realtime" else default
 
 
 def _note(*parts: str) -> str:

@@ -23,6 +23,14 @@ def _sam_choices(models) -> list[str]:
     return [own, *(name for name, spec in SAM_MODELS.items() if spec.checkpoint and name != own)]
 
 
+def _speed_choices(models) -> list[str]:
+    """The demo's own speed preset first, then the others (``realtime`` only with the default detector backend)."""
+    from ..options import SPEED_PRESETS
+
+    others = [p for p in SPEED_PRESETS if p != models.speed and (p != "realtime" or models.detector == "hf")]
+    return [models.speed, *others]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..app import build_app, default_models, launch, weights_status
     from ..options import ModelOptions
@@ -34,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}")
         return 2
     page = build_app(default_models(models), max_side=args.max_side, status=weights_status(models),
-                     sam_models=_sam_choices(models))
+                     sam_models=_sam_choices(models), speeds=_speed_choices(models))
     launch(page, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0

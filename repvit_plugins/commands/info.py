@@ -1,4 +1,5 @@
-"""Show every RepViT variant (parameters, MACs at 224x224, official taps) and check that fusion is exact here."""
+"""Show every RepViT variant (parameters, MACs at 224x224, official taps) and check that fusion is exact here;
+or, with ``--detectors``, the open-vocabulary detector zoo."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,17 @@ import torch
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", nargs="*", default=None, help="variants to show (default: all)")
+    parser.add_argument("--detectors", action="store_true",
+                        help="print the detector zoo instead (backend, weights, input size, text encoder, licence, "
+                             "published zero-shot AP) as a Markdown table")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.detectors:
+        from ..grounding.detector_zoo import detector_table
+
+        print(detector_table())
+        return 0
     from ..complexity import count_macs, count_params
     from ..models import ARCHS, build_repvit, reparameterize
     from ..numeric_agreement import embedding_error

@@ -69,6 +69,7 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
         the message says what is wrong (exit code 2).
     """
     from ..grounding import build_grounded_sam, parse_prompt
+    from ..grounding.prompt_limits import check_prompt_fits
     from ..io import iter_image_paths
     from ..jobs.labeler import BatchLabeler, Summary, sorted_paths
     from ..jobs.settings import run_settings
@@ -92,6 +93,7 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
         labeler.finish(paths, summary)
         return Labelled(labeler, paths, summary, Shard())
     check_weights(models, sam=options.masks == "sam")  # every missing file listed at once, before anything loads
+    check_prompt_fits(models, class_names)  # a class the text encoder cannot take fails now, not per image
     shard.join()
     try:
         labeler = BatchLabeler(build_grounded_sam(models, options), args.out, args.prompt, class_names, outputs,

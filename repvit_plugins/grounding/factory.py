@@ -23,7 +23,9 @@ def build_detector(backend: str = "hf", *, model: str | None = None, checkpoint:
 
     Args:
         backend: ``'hf'`` (transformers), ``'original'`` (groundingdino-py) or ``'mmdet'`` (mmdet 3.x).
-        model: ``hf``: a hub id or local directory (default ``IDEA-Research/grounding-dino-tiny``);
+        model: ``hf``: a detector-zoo name (:mod:`.detector_zoo`), hub id or local folder of any supported
+            family (Grounding DINO, MM-Grounding-DINO / LLMDet, OmDet-Turbo, OWLv2; default grounding_dino_tiny);
+            any backend: a student ``.onnx`` from ``tools/export_student_onnx.py``;
             ``original`` / ``mmdet``: a config file (``original`` defaults to the package's SwinT OGC config).
         checkpoint: weights for ``original`` (a path or zoo name, default ``groundingdino_swint_ogc``) and ``mmdet``.
         text_encoder: a local BERT directory for ``original`` / ``mmdet`` (offline use).
@@ -33,13 +35,15 @@ def build_detector(backend: str = "hf", *, model: str | None = None, checkpoint:
             (``image_size`` / ``max_size``: test-time resize).
     """
     common = dict(device=device, options=options, **kwargs)
+    if model is not None and str(model).endswith(".onnx"):  # a student exported by tools/export_student_onnx.py
+        from .student_onnx import StudentOnnxDetector
+
+        return StudentOnnxDetector(str(model), **common)
     if backend == "hf":
         if checkpoint is not None or text_encoder is not None:
             raise ValueError("the 'hf' backend takes its weights and text encoder from model= (a hub id or folder); "
                              "checkpoint= and text_encoder= are for the 'original' and 'mmdet' backends")
-        from .hf_backend import DEFAULT_HF_MODEL, HFGroundingDetector
-
-        return HFGroundingDetector(model or DEFAULT_HF_MODEL, **common)
+        return _hf_detector(model, common)
     if backend == "original":
         from .original_backend import OriginalGroundingDetector
 
@@ -57,11 +61,30 @@ def build_detector(backend: str = "hf", *, model: str | None = None, checkpoint:
     raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
+def _hf_detector(model: str | None, common: dict[str, Any]) -> GroundingDetector:
+    """The transformers detector of ``model``'s family (zoo name, hub id or folder; see :mod:`.detector_zoo`)."""
+    from .detector_zoo import hf_family, resolve_detector_model
+
+    source = resolve_detector_model(model)
+    family = hf_family(source)
+    if family == "omdet-turbo":
+        from .omdet_backend import OmDetTurboDetector
+
+        return OmDetTurboDetector(source, **common)
+    if family == "owlv2":
+        from .owlv2_backend import Owlv2Detector
+
+        return Owlv2Detector(source, **common)
+    from .hf_backend import HFGroundingDetector  # Grounding DINO and MM-Grounding-DINO / LLMDet
+
+    return HFGroundingDetector(source, **common)
+
+
 def detector_from_options(models: ModelOptions, options: PipelineOptions | None = None) -> GroundingDetector:
     """The detector ``models`` names, with ``options`` as its defaults, run as ``models.speed`` says."""
     plan = speed_plan_of(models)
     resize = {"image_size": plan.detector_image_size, "max_size": plan.detector_max_size}
-    return build_detector(models.detector, model=models.detector_model, checkpoint=models.detector_checkpoint,
+    return build_detector(models.detector, model=models.resolved_detector_model, checkpoint=models.detector_checkpoint,
                           text_encoder=models.text_encoder, device=models.resolved_device(), options=options,
                           precision=plan.detector_precision, **{k: v for k, v in resize.items() if v})
 
@@ -103,6 +126,8 @@ def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = N
         return GroundedSAM(detector_from_options(models, options), segmenter_from_options(models), options)
     from .mmdet_closed_set import is_closed_set_config
 
-    if models.detector != "mmdet" or not is_closed_set_config(models.detector_model):
-        raise detector_masks_error(f"Grounding DINO (--detector {models.detector})")
+    student = str(models.detector_model or "").endswith(".onnx") or (
+        models.detector == "mmdet" and is_closed_set_config(models.detector_model))
+    if not student:
+        raise detector_masks_error(f"an open-vocabulary detector (--detector {models.detector})")
     return GroundedSAM(detector_from_options(models, options), None, options)

@@ -28,6 +28,8 @@ from ..grounding.pipeline import ImageFailure
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 
 SETTINGS_FILE = "run.json"
+SUMMARY_SETTINGS = ("speed", "speed_path", "detector_model", "sam_model")
+"""Run settings repeated in ``summary.json``: which models and numeric path produced the labels."""
 
 
 class RunSettingsMismatch(RuntimeError):
@@ -245,4 +247,4 @@ class BatchLabeler:
             atomic_write_text(self.out / "annotations.json", json.dumps(dataset))
         atomic_write_text(self.out / "summary.json",
                           json.dumps({**asdict(summary), "seconds_per_image": summary.seconds_per_image,
-                                      "speed_path": self.settings.get("speed_path")}, indent=2))
+                                      **{key: self.settings.get(key) for key in SUMMARY_SETTINGS}}, indent=2))

@@ -1,0 +1,54 @@
+"""Refuse a prompt the detector's text encoder cannot take, before any model loads.
+
+Only the tokenizer is read (seconds), so a class name that is too long fails the whole command at once
+instead of failing once per image after minutes of model loading.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ..options import ModelOptions
+from .prompts import DEFAULT_MAX_TOKENS, class_text, tokenize_prompt
+
+__all__ = ["CLIP_MAX_TOKENS", "check_prompt_fits"]
+
+CLIP_MAX_TOKENS = 77
+"""CLIP's text context (OmDet-Turbo, OWLv2): per class, start and end tokens included."""
+
+
+def _max_text_len(source: str) -> int:
+    config = Path(source) / "config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text(encoding="utf-8")).get("max_text_len", DEFAULT_MAX_TOKENS))
+    return DEFAULT_MAX_TOKENS
+
+
+def check_prompt_fits(models: ModelOptions, names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the class when ``names`` do not fit the text encoder of ``models``' detector.
+
+    Checked for the transformers families, whose tokenizer ships with the model; the other backends check
+    when they run. Does nothing when the tokenizer is not on disk (the weights check reports that).
+    """
+    model = models.resolved_detector_model
+    if models.detector != "hf" or str(model or "").endswith(".onnx"):
+        return
+    from .detector_zoo import hf_family, resolve_detector_model
+
+    source = resolve_detector_model(model)
+    family = hf_family(source)
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError):
+        return
+    if family in ("grounding-dino", "mm-grounding-dino"):
+        tokenize_prompt(names, tokenizer, _max_text_len(source))  # raises for a class longer than the limit
+        return
+    for name in names:
+        length = len(tokenizer(class_text(name))["input_ids"])
+        if length > CLIP_MAX_TOKENS:
+            raise ValueError(f"the class name {name!r} is {length} tokens long, more than the text encoder's limit "
+                             f"of {CLIP_MAX_TOKENS} tokens allows; shorten it")
