@@ -17,6 +17,7 @@ __all__ = [
     "MASK_SOURCES",
     "NMS_MODES",
     "SAM_BACKENDS",
+    "REALTIME_DETECTOR",
     "REALTIME_SAM",
     "SPEED_PRESETS",
     "ModelOptions",
@@ -38,6 +39,9 @@ SPEED_PRESETS = ("exact", "balanced", "fast", "realtime")
 the fastest detector (OmDet-Turbo) and SAM (EdgeSAM) in bf16 where native."""
 REALTIME_SAM = "edge_sam"
 """The SAM the ``realtime`` preset picks when ``--sam-model`` is not given."""
+REALTIME_DETECTOR = "omdet_turbo_tiny"
+"""The detector-zoo entry the ``realtime`` preset picks when ``--detector-model`` is not given: the fastest
+open-vocabulary detector on 2 CPU cores (tools/benchmark_pipeline.py)."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,6 @@ class ModelOptions(_Options):
     def resolved_detector_model(self) -> str | None:
         """``--detector-model``, else the ``realtime`` preset's detector (transformers backend only)."""
         if self.detector_model is None and self.speed == "realtime" and self.detector == "hf":
-            from .grounding.detector_zoo import REALTIME_DETECTOR
-
             return REALTIME_DETECTOR
         return self.detector_model
 

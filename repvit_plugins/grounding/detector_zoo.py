@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..options import REALTIME_DETECTOR
+
 __all__ = ["DETECTORS", "HF_FAMILIES", "REALTIME_DETECTOR", "DetectorSpec", "detector_spec", "detector_table",
            "hf_family", "resolve_detector_model"]
 
@@ -87,8 +89,6 @@ DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
 )}
 
 DEFAULT_DETECTOR = "grounding_dino_tiny"
-REALTIME_DETECTOR = "omdet_turbo_tiny"
-"""The fastest open-vocabulary entry on 2 CPU cores (measured in tools/benchmark_pipeline.py)."""
 
 
 def detector_spec(name: str) -> DetectorSpec | None:
