@@ -1,4 +1,4 @@
-"""Tiny random Grounding DINO models for offline tests (transformers and groundingdino-py backends).
+"""Tiny random open-vocabulary detectors for offline tests (Grounding DINO's three backends, MM-Grounding-DINO, OWLv2).
 
 Both share a tiny BERT vocabulary that puts ``[CLS]``, ``[SEP]``, ``.`` and ``?`` at
 bert-base-uncased's ids 101, 102, 1012 and 1029, which Grounding DINO hard-codes.
@@ -57,23 +57,13 @@ def _tiny_bert_config(vocab_size: int):
                       intermediate_size=37, max_position_embeddings=512)
 
 
-def make_tiny_hf_grounding_dino(tmp_dir: str | Path, *, seed: int = 0, num_queries: int = 30) -> Path:
-    """Save a tiny random transformers Grounding DINO (model + processor) and return its folder.
+def _save_tiny_hf_grounding_dino(folder: Path, config_class: Any, model_class: Any, *, seed: int,
+                                 num_queries: int) -> Path:
+    """A tiny random transformers Grounding DINO of ``model_class`` (model + processor) saved into ``folder``."""
+    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig
 
-    Loadable offline with ``build_detector('hf', model=str(folder))``. Images are resized to a
-    shortest edge of 64 pixels (longest at most 96).
-    """
-    from transformers import (
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    folder = Path(tmp_dir) / "tiny-grounding-dino-hf"
     tokenizer = tiny_tokenizer(folder / "vocab")
-    config = GroundingDinoConfig(
+    config = config_class(
         backbone_config=SwinConfig(image_size=64, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
                                    window_size=2, out_indices=[2, 3, 4]),
         text_config=_tiny_bert_config(tokenizer.vocab_size),
@@ -83,9 +73,76 @@ def make_tiny_hf_grounding_dino(tmp_dir: str | Path, *, seed: int = 0, num_queri
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = GroundingDinoForObjectDetection(config).eval()
+        model = model_class(config).eval()
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size=dict(TINY_IMAGE_SIZE)),
                                        tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_hf_grounding_dino(tmp_dir: str | Path, *, seed: int = 0, num_queries: int = 30) -> Path:
+    """Save a tiny random transformers Grounding DINO (model + processor) and return its folder.
+
+    Loadable offline with ``build_detector('hf', model=str(folder))``. Images are resized to a
+    shortest edge of 64 pixels (longest at most 96).
+    """
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+
+    return _save_tiny_hf_grounding_dino(Path(tmp_dir) / "tiny-grounding-dino-hf", GroundingDinoConfig,
+                                        GroundingDinoForObjectDetection, seed=seed, num_queries=num_queries)
+
+
+def make_tiny_hf_mm_grounding_dino(tmp_dir: str | Path, *, seed: int = 0, num_queries: int = 30) -> Path:
+    """The same tiny model as :func:`make_tiny_hf_grounding_dino` as an MM-Grounding-DINO (``model_type``
+    ``mm-grounding-dino``, the class LLMDet checkpoints use too): per-layer heads, a bias in the contrastive head."""
+    from transformers import MMGroundingDinoConfig, MMGroundingDinoForObjectDetection
+
+    return _save_tiny_hf_grounding_dino(Path(tmp_dir) / "tiny-mm-grounding-dino-hf", MMGroundingDinoConfig,
+                                        MMGroundingDinoForObjectDetection, seed=seed, num_queries=num_queries)
+
+
+def write_tiny_clip_vocab(folder: str | Path) -> tuple[Path, Path]:
+    """An offline byte-level CLIP vocabulary: ``vocab.json`` (the 256 byte characters, the same with ``</w>``,
+    ``<|startoftext|>``, ``<|endoftext|>`` last, so it has the highest id as CLIP's pooling expects) and a
+    ``merges.txt`` without merges. Every word becomes one token per character."""
+    import json
+
+    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+
+    characters = list(bytes_to_unicode().values())
+    tokens = characters + [c + "</w>" for c in characters] + ["<|startoftext|>", "<|endoftext|>"]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = folder / "vocab.json", folder / "merges.txt"
+    vocab.write_text(json.dumps({token: i for i, token in enumerate(tokens)}), encoding="utf-8")
+    merges.write_text("#version: 0.2\n", encoding="utf-8")
+    return vocab, merges
+
+
+def make_tiny_owlv2(tmp_dir: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random transformers OWLv2 (model + processor) and return its folder.
+
+    Loadable offline with ``Owlv2Detector(str(folder))``: a 64x64 input of 8x8 patches (64 box
+    candidates per image), text queries of at most 16 character tokens.
+    """
+    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    folder = Path(tmp_dir) / "tiny-owlv2"
+    vocab, merges = write_tiny_clip_vocab(folder / "vocab")
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=16)
+    layers = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
+    config = Owlv2Config(text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=16, **layers),
+                         vision_config=dict(image_size=64, patch_size=8, **layers), projection_dim=32)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Owlv2ForObjectDetection(config).eval()
+        # small heads: boxes near their patch (not degenerate) and scores spread around 0.5 (not saturated)
+        for layer in (model.box_head.dense2, model.class_head.logit_shift, model.class_head.logit_scale):
+            torch.nn.init.normal_(layer.weight, std=0.05)
+            torch.nn.init.zeros_(layer.bias)
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+                               tokenizer=tokenizer)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

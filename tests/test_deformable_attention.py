@@ -1,4 +1,5 @@
-"""The gather-based multi-scale deformable attention against transformers' own, and the detector around it."""
+"""The gather-based multi-scale deformable attention against transformers' own, and the detectors around it
+(Grounding DINO and MM-Grounding-DINO, each with its own copy of transformers' attention)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 from transformers.models.grounding_dino.modeling_grounding_dino import MultiScaleDeformableAttention
+from transformers.models.mm_grounding_dino import modeling_mm_grounding_dino
 
 from repvit_plugins.grounding import build_detector
 from repvit_plugins.grounding.deformable_attention import (
-    FastMultiScaleDeformableAttention,
     multi_scale_deformable_attention,
 )
-from repvit_plugins.grounding.fusion_attention import FoldedBiMultiHeadAttention
+from repvit_plugins.grounding.fusion_attention import FoldedBiMultiHeadAttention, FoldedMMBiMultiHeadAttention
 from repvit_plugins.speed import autocast
 
-from ._grounding_fixtures import make_tiny_hf_grounding_dino
+from ._grounding_fixtures import make_tiny_hf_grounding_dino, make_tiny_hf_mm_grounding_dino
 
 # float32 sums in another order: differences are rounding only (measured 3e-7 on these inputs, 1.5e-5 relative
 # on the full-size encoder's 20k queries x 4 levels x 4 points).
@@ -33,16 +34,20 @@ def _inputs(shapes, batch=2, heads=3, dim=4, points=3, queries=17, seed=0, sprea
     return value, locations, weights
 
 
-def _reference(value, shapes, locations, weights):
+REFERENCES = [MultiScaleDeformableAttention, modeling_mm_grounding_dino.MultiScaleDeformableAttention]
+
+
+def _reference(value, shapes, locations, weights, kind=MultiScaleDeformableAttention):
     spatial = torch.tensor(shapes)
     starts = torch.cat([spatial.new_zeros(1), spatial.prod(1).cumsum(0)[:-1]])
-    return MultiScaleDeformableAttention()(value, spatial, list(shapes), starts, locations, weights, 64)
+    return kind()(value, spatial, list(shapes), starts, locations, weights, 64)
 
 
+@pytest.mark.parametrize("kind", REFERENCES, ids=["grounding-dino", "mm-grounding-dino"])
 @pytest.mark.parametrize("shapes", [[(5, 7), (3, 4)], [(1, 1)], [(9, 2), (4, 6), (2, 3), (1, 1)]])
-def test_equals_transformers_inside_and_outside_the_maps(shapes):
+def test_equals_transformers_inside_and_outside_the_maps(shapes, kind):
     value, locations, weights = _inputs(shapes)  # a quarter of the points fall outside (zero padding)
-    expected = _reference(value, shapes, locations, weights)
+    expected = _reference(value, shapes, locations, weights, kind)
     got = multi_scale_deformable_attention(value, shapes, locations, weights)
     assert got.shape == expected.shape and got.dtype == value.dtype
     assert torch.allclose(got, expected, atol=TOLERANCE, rtol=0)
@@ -72,9 +77,13 @@ def test_bf16_values_come_back_in_bf16():
     assert torch.allclose(got.float(), expected, atol=0.02, rtol=0.01)  # bf16 rounding of the output
 
 
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    return make_tiny_hf_grounding_dino(tmp_path_factory.mktemp("msda"))
+FOLDED = (FoldedBiMultiHeadAttention, FoldedMMBiMultiHeadAttention)
+
+
+@pytest.fixture(scope="module", params=["grounding-dino", "mm-grounding-dino"])
+def hf_dir(request, tmp_path_factory):
+    make = make_tiny_hf_grounding_dino if request.param == "grounding-dino" else make_tiny_hf_mm_grounding_dino
+    return make(tmp_path_factory.mktemp("msda"))
 
 
 def _forward(detector, image, precision="fp32"):
@@ -88,11 +97,12 @@ def test_the_detector_swaps_every_attention_and_keeps_its_outputs(hf_dir):
     image = np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8)
     stock = build_detector("hf", model=str(hf_dir), fast_attention=False)
     fast = build_detector("hf", model=str(hf_dir))  # the default on the CPU
-    kinds = [type(m) for m in fast.model.modules()]
-    assert FastMultiScaleDeformableAttention in kinds and MultiScaleDeformableAttention not in kinds
-    assert FoldedBiMultiHeadAttention in kinds
-    stock_kinds = [type(m) for m in stock.model.modules()]
-    assert MultiScaleDeformableAttention in stock_kinds and FoldedBiMultiHeadAttention not in stock_kinds
+    names = [type(m).__name__ for m in fast.model.modules()]
+    assert "FastMultiScaleDeformableAttention" in names and "MultiScaleDeformableAttention" not in names
+    assert any(isinstance(m, FOLDED) for m in fast.model.modules())
+    stock_names = [type(m).__name__ for m in stock.model.modules()]
+    assert "MultiScaleDeformableAttention" in stock_names
+    assert not any(isinstance(m, FOLDED) for m in stock.model.modules())
     (logits, boxes), (ref_logits, ref_boxes) = _forward(fast, image), _forward(stock, image)
     finite = torch.isfinite(ref_logits)
     assert torch.equal(torch.isfinite(logits), finite)

@@ -51,6 +51,7 @@ def test_names_resolve_to_hub_ids_and_families_come_from_config_json(gdino_dir, 
     assert hf_family(str(gdino_dir)) == "grounding-dino"
     assert hf_family("omdet_turbo_tiny") == "omdet-turbo"  # not cached here: from the entry
     assert hf_family("llmdet_base") == "mm-grounding-dino"
+    assert hf_family("someone/not-in-the-zoo") is None  # its loader fetches config.json
     # a renamed folder is still recognised by its config.json, and a foreign family is refused with the list
     renamed = tmp_path / "my-detector"
     renamed.mkdir()

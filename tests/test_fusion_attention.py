@@ -1,27 +1,46 @@
-"""The folded image-text fusion attention against transformers' ``GroundingDinoBiMultiHeadAttention``."""
+"""The folded image-text fusion attention against transformers' own, for Grounding DINO and MM-Grounding-DINO."""
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
-from transformers import GroundingDinoConfig
+from transformers import GroundingDinoConfig, MMGroundingDinoConfig
 from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoBiMultiHeadAttention
+from transformers.models.mm_grounding_dino.modeling_mm_grounding_dino import MMGroundingDinoBiMultiHeadAttention
 
-from repvit_plugins.grounding.fusion_attention import FoldedBiMultiHeadAttention, use_folded_fusion_attention
+from repvit_plugins.grounding.fusion_attention import (
+    FoldedBiMultiHeadAttention,
+    FoldedMMBiMultiHeadAttention,
+    use_folded_fusion_attention,
+)
 
 # float32 sums in another order: rounding only (measured 4e-7 on the full-size shape, 22 000 image tokens)
 TOLERANCE = 2e-5
 
 
-def _modules(seed: int = 0, dropout: float = 0.0):
+# transformers' class (its config class) -> the folded one
+FAMILIES = {
+    "grounding-dino": (GroundingDinoBiMultiHeadAttention, GroundingDinoConfig, FoldedBiMultiHeadAttention),
+    "mm-grounding-dino": (MMGroundingDinoBiMultiHeadAttention, MMGroundingDinoConfig, FoldedMMBiMultiHeadAttention),
+}
+
+
+@pytest.fixture(params=list(FAMILIES))
+def family(request):
+    return request.param
+
+
+def _modules(family: str, seed: int = 0, dropout: float = 0.0):
+    stock_class, config_class, folded_class = FAMILIES[family]
     torch.manual_seed(seed)
-    config = GroundingDinoConfig(d_model=32, encoder_ffn_dim=96, encoder_attention_heads=6, fusion_dropout=dropout)
-    stock = GroundingDinoBiMultiHeadAttention(config).eval()  # 3 heads of 16 channels
+    config = config_class(d_model=32, encoder_ffn_dim=96, encoder_attention_heads=6, fusion_dropout=dropout)
+    stock = stock_class(config).eval()  # 3 heads of 16 channels
     for parameter in stock.parameters():  # biases too: the folding moves them, so they must be non-zero
         torch.nn.init.normal_(parameter, std=0.3)
     folded = copy.deepcopy(stock)
-    assert use_folded_fusion_attention(folded) == 1 and type(folded) is FoldedBiMultiHeadAttention
+    assert use_folded_fusion_attention(folded) == 1 and type(folded) is folded_class
+    assert isinstance(folded, stock_class)
     return stock, folded
 
 
@@ -41,8 +60,8 @@ def _flat(outputs):
 
 
 @pytest.mark.parametrize("masked", [True, False])
-def test_equals_transformers_outputs_and_attention_maps(masked):
-    stock, folded = _modules()
+def test_equals_transformers_outputs_and_attention_maps(masked, family):
+    stock, folded = _modules(family)
     vision, text, vision_mask, text_mask = _inputs()
     masks = (vision_mask, text_mask) if masked else (None, None)
     with torch.no_grad():
@@ -56,8 +75,8 @@ def test_equals_transformers_outputs_and_attention_maps(masked):
         assert got["vision maps"].view(2, 3, 57, 7)[0, :, :, 5:].abs().max() == 0
 
 
-def test_bf16_autocast_stays_as_close_as_transformers_own():
-    stock, folded = _modules()
+def test_bf16_autocast_stays_as_close_as_transformers_own(family):
+    stock, folded = _modules(family)
     vision, text, vision_mask, text_mask = _inputs()
     with torch.no_grad():
         reference = _flat(stock(vision, text, vision_mask, text_mask))["vision"]
@@ -69,15 +88,15 @@ def test_bf16_autocast_stays_as_close_as_transformers_own():
     assert folded_error <= max(2 * stock_error, 0.01), (folded_error, stock_error)  # measured 0.004 vs 0.005
 
 
-def test_weights_and_state_dict_are_untouched():
-    stock, folded = _modules()
+def test_weights_and_state_dict_are_untouched(family):
+    stock, folded = _modules(family)
     assert stock.state_dict().keys() == folded.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(stock.state_dict().values(), folded.state_dict().values()))
     assert use_folded_fusion_attention(folded) == 0  # already folded
 
 
-def test_training_with_dropout_runs_transformers_path():
-    stock, folded = _modules(dropout=0.5)
+def test_training_with_dropout_runs_transformers_path(family):
+    stock, folded = _modules(family, dropout=0.5)
     stock.train(), folded.train()
     vision, text, vision_mask, text_mask = _inputs()
     torch.manual_seed(3)
@@ -87,10 +106,10 @@ def test_training_with_dropout_runs_transformers_path():
     assert all(torch.equal(got[name], value) for name, value in expected.items())
 
 
-def test_int8_projections_run_transformers_path():
+def test_int8_projections_run_transformers_path(family):
     """``quantize_dynamic`` swaps the Linear layers for int8 ones, which have no float weight to fold."""
     stock, folded = (torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
-                     for m in _modules())
+                     for m in _modules(family))
     vision, text, vision_mask, text_mask = _inputs()
     with torch.no_grad():
         expected, got = _flat(stock(vision, text, vision_mask, text_mask)), _flat(folded(vision, text, vision_mask,

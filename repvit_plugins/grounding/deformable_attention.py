@@ -93,7 +93,11 @@ class FastMultiScaleDeformableAttention(nn.Module):
 
 
 def use_fast_deformable_attention(model: nn.Module) -> int:
-    """Swap every transformers ``MultiScaleDeformableAttention`` in ``model`` for the fast one; how many."""
+    """Swap every transformers ``MultiScaleDeformableAttention`` in ``model`` for the fast one; how many.
+
+    Matched by class name: Grounding DINO, MM-Grounding-DINO / LLMDet (and Deformable DETR) each hold their own
+    copy of that class, with the same ``forward``.
+    """
     swapped = 0
     for module in model.modules():
         attn = getattr(module, "attn", None)

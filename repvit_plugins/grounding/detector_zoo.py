@@ -120,12 +120,10 @@ def _config_of(source: str) -> Path | None:
     return cached / "config.json" if cached is not None else None
 
 
-def hf_family(model: str | None) -> str:
-    """The transformers family (``model_type``) of ``model``: a zoo name, hub id or local folder.
-
-    Read from ``config.json`` when the folder or the cached hub model has one, else from the zoo entry with that
-    hub id; a model that is neither (not downloaded yet) is taken for Grounding DINO, whose loader then says
-    what to fetch.
+def hf_family(model: str | None) -> str | None:
+    """The transformers family (``model_type``) of ``model`` (a zoo name, hub id or local folder), read without the
+    network: from ``config.json`` in the folder or the Hugging Face cache, else from the zoo entry with that hub id;
+    ``None`` when neither knows (a hub model not downloaded yet: its loader fetches the config).
 
     Raises:
         ValueError: a ``config.json`` of a family the ``hf`` backend does not load.
@@ -142,7 +140,7 @@ def hf_family(model: str | None) -> str:
                              f"{', '.join(HF_FAMILIES)}")
         return str(model_type)
     by_hub_id = {spec.source: spec.family for spec in DETECTORS.values() if spec.backend == "hf"}
-    return by_hub_id.get(source, "grounding-dino")
+    return by_hub_id.get(source)
 
 
 def detector_table() -> str:

@@ -67,6 +67,10 @@ def _hf_detector(model: str | None, common: dict[str, Any]) -> GroundingDetector
 
     source = resolve_detector_model(model)
     family = hf_family(source)
+    if family is None:  # a hub model outside the zoo and not cached: its config.json says (fetched if online)
+        from .hf_backend import model_type_of
+
+        family = model_type_of(source)
     if family == "omdet-turbo":
         from .omdet_backend import OmDetTurboDetector
 

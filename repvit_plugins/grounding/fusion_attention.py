@@ -1,6 +1,7 @@
 """Grounding DINO's image-text fusion attention with its image-side projections folded onto the text side.
 
-Each encoder layer's ``GroundingDinoBiMultiHeadAttention`` projects all ``N`` image tokens
+Each encoder layer's ``GroundingDinoBiMultiHeadAttention`` (MM-Grounding-DINO / LLMDet: transformers'
+``MMGroundingDinoBiMultiHeadAttention``, the same code under another name) projects all ``N`` image tokens
 (about 22 000 at 800x1333) to 1024 channels three times (queries, values, output), although
 they only ever meet the ``T`` text tokens (a dozen). Every projection is linear, so it moves
 to the short side:
@@ -17,16 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoBiMultiHeadAttention
+from transformers.models.mm_grounding_dino.modeling_mm_grounding_dino import MMGroundingDinoBiMultiHeadAttention
 
-__all__ = ["FoldedBiMultiHeadAttention", "use_folded_fusion_attention"]
+__all__ = ["FoldedBiMultiHeadAttention", "FoldedMMBiMultiHeadAttention", "use_folded_fusion_attention"]
 
 _PROJECTIONS = ("vision_proj", "text_proj", "values_vision_proj", "values_text_proj", "out_vision_proj",
                 "out_text_proj")
 _CLAMP = 50000.0  # transformers' bound on the scores (kept for the half-precision range)
 
 
-class FoldedBiMultiHeadAttention(GroundingDinoBiMultiHeadAttention):
-    """``GroundingDinoBiMultiHeadAttention`` with the same weights and outputs, computed on the text side."""
+class _FoldedForward:
+    """The folded ``forward``; mixed in before one of transformers' bi-attention classes (its fallback)."""
 
     def _plain_projections(self) -> bool:
         return all(type(getattr(self, name)) is nn.Linear for name in _PROJECTIONS)
@@ -77,11 +79,25 @@ class FoldedBiMultiHeadAttention(GroundingDinoBiMultiHeadAttention):
         return (vision_output, vision_maps), (text_output, text_maps)
 
 
+class FoldedBiMultiHeadAttention(_FoldedForward, GroundingDinoBiMultiHeadAttention):
+    """``GroundingDinoBiMultiHeadAttention`` with the same weights and outputs, computed on the text side."""
+
+
+class FoldedMMBiMultiHeadAttention(_FoldedForward, MMGroundingDinoBiMultiHeadAttention):
+    """``MMGroundingDinoBiMultiHeadAttention`` (MM-Grounding-DINO, LLMDet), folded the same way."""
+
+
+_FOLDED = {GroundingDinoBiMultiHeadAttention: FoldedBiMultiHeadAttention,
+           MMGroundingDinoBiMultiHeadAttention: FoldedMMBiMultiHeadAttention}
+
+
 def use_folded_fusion_attention(model: nn.Module) -> int:
-    """Turn every ``GroundingDinoBiMultiHeadAttention`` in ``model`` into the folded one (weights kept); how many."""
+    """Turn every transformers bi-attention (Grounding DINO, MM-Grounding-DINO) in ``model`` into the folded one
+    (weights kept); how many."""
     folded = 0
     for module in model.modules():
-        if type(module) is GroundingDinoBiMultiHeadAttention:
-            module.__class__ = FoldedBiMultiHeadAttention
+        kind = _FOLDED.get(type(module))
+        if kind is not None:
+            module.__class__ = kind
             folded += 1
     return folded

@@ -1,4 +1,7 @@
-"""Grounding DINO from transformers (``GroundingDinoForObjectDetection`` + its processor)."""
+"""Grounding DINO and MM-Grounding-DINO / LLMDet from transformers (``*ForObjectDetection`` + their processor).
+
+The family comes from the folder's (or hub model's) ``config.json`` ``model_type``: see :data:`MODEL_CLASSES`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,17 +16,24 @@ from ..speed import cast_matmul_weights
 from .deformable_attention import use_fast_deformable_attention
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
+from .text_cache import use_text_feature_cache
 
-__all__ = ["DEFAULT_HF_MODEL", "HFGroundingDetector"]
+__all__ = ["DEFAULT_HF_MODEL", "MODEL_CLASSES", "HFGroundingDetector", "model_type_of"]
 
 DEFAULT_HF_MODEL = "IDEA-Research/grounding-dino-tiny"
 
-# transformers' GroundingDino hard-codes bert-base-uncased ids of [CLS], [SEP], '.' and '?'
+MODEL_CLASSES = {"grounding-dino": "GroundingDinoForObjectDetection",
+                 "mm-grounding-dino": "MMGroundingDinoForObjectDetection"}
+"""``config.json`` ``model_type`` -> the transformers class :class:`HFGroundingDetector` loads (LLMDet checkpoints
+are ``mm-grounding-dino``). Both hard-code the special token ids below and pad logits to ``max_text_len``."""
+
+# transformers' GroundingDino and MMGroundingDino hard-code bert-base-uncased ids of [CLS], [SEP], '.' and '?'
 _SPECIAL_TOKENS = {"[CLS]": 101, "[SEP]": 102, ".": 1012, "?": 1029}
 
 
-def _download_hint(model: str) -> str:
-    hub_id = model if not Path(model).expanduser().is_absolute() and model.count("/") == 1 else DEFAULT_HF_MODEL
+def _download_hint(model: str, default: str = DEFAULT_HF_MODEL) -> str:
+    """What to fetch for ``model``: its hub id, or ``default``'s when ``model`` is a local path."""
+    hub_id = model if not Path(model).expanduser().is_absolute() and model.count("/") == 1 else default
     return (
         "On a machine with internet access run\n"
         f"  huggingface-cli download {hub_id} --local-dir DIR\n"
@@ -32,8 +42,9 @@ def _download_hint(model: str) -> str:
     )
 
 
-def _resolve(model: str) -> str:
-    """A local directory as a string, or the hub id unchanged; a missing local path is an error."""
+def _resolve(model: str, default: str = DEFAULT_HF_MODEL) -> str:
+    """A local directory as a string, or the hub id unchanged; a missing local path is an error
+    (its hint names ``default``'s hub id)."""
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -41,7 +52,7 @@ def _resolve(model: str) -> str:
                                     "(config.json, weights, tokenizer and preprocessor files) or a hub id.")
         return str(path)
     if looks_like_local_path(model):
-        raise DetectorLoadError(f"no model folder at {model}.\n{_download_hint(model)}")
+        raise DetectorLoadError(f"no model folder at {model}.\n{_download_hint(model, default)}")
     return model
 
 
@@ -55,8 +66,53 @@ def _prepare_hub(source: str) -> bool:
     return False
 
 
+def cast_loaded_weights(model: torch.nn.Module, precision: str, maps_before: set) -> None:
+    """Store ``model``'s matmul weights in ``precision`` once (what autocast casts on every call) and copy what
+    is left of the files mapped since ``maps_before`` (:func:`~repvit_plugins.mapped_weights.mapped_files`) out of
+    their maps: the float32 file is not needed any more."""
+    if cast_matmul_weights(model, precision):
+        copy_out_of_maps(mapped_files() - maps_before)
+
+
+def _config_dict(source: str, local_only: bool) -> dict[str, Any]:
+    """The raw ``config.json`` of a folder or hub id (no guessing of the type from the name, as AutoConfig does)."""
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(source, local_files_only=local_only)
+    if not config:  # transformers answers a folder without config.json with {}
+        raise OSError(f"{source} holds no config.json")
+    return config
+
+
+def model_type_of(model: str) -> str:
+    """The ``model_type`` in the ``config.json`` of a local folder or hub id (hub: read from its cache when offline);
+    ``''`` when the config has none.
+
+    Raises:
+        DetectorLoadError: no such folder, or the config cannot be read (offline and not cached); says what to do.
+    """
+    source = _resolve(str(model))
+    try:
+        config = _config_dict(source, _prepare_hub(source))
+    except (OSError, ValueError) as err:
+        raise load_error(f"read the config of {model!r}", err, _download_hint(str(model))) from err
+    return str(config.get("model_type", ""))
+
+
+def _model_class(model_type: str, model: str) -> type:
+    """The transformers detection class of ``model_type`` (:data:`MODEL_CLASSES`)."""
+    import transformers
+
+    name = MODEL_CLASSES.get(model_type)
+    if name is None:
+        raise DetectorLoadError(f"{model} is a {model_type!r} model; HFGroundingDetector loads "
+                                f"{' and '.join(map(repr, MODEL_CLASSES))} (config.json model_type). Build other "
+                                "transformers detectors with build_detector('hf', model=...), which picks their class.")
+    return getattr(transformers, name)
+
+
 class HFGroundingDetector(GroundingDetector):
-    """transformers' Grounding DINO.
+    """transformers' Grounding DINO or MM-Grounding-DINO / LLMDet (chosen by the config's ``model_type``).
 
     Args:
         model: a hub id (default ``IDEA-Research/grounding-dino-tiny``; fetched by huggingface_hub and
@@ -68,36 +124,41 @@ class HFGroundingDetector(GroundingDetector):
             path, and the image-text fusion attention with its image-side projections folded onto the text
             side (:mod:`~repvit_plugins.grounding.fusion_attention`): the same outputs to float32 rounding,
             faster and lighter. Default: on the CPU (where it was measured), not on CUDA.
+        cache_text: run the BERT text encoder once per prompt (and batch size), not once per call
+            (:mod:`~repvit_plugins.grounding.text_cache`); outputs unchanged.
         Other arguments: see :class:`GroundingDetector`.
     """
 
     def __init__(self, model: str = DEFAULT_HF_MODEL, *, image_size: int | None = None, max_size: int | None = None,
-                 fast_attention: bool | None = None, **kwargs: Any):
+                 fast_attention: bool | None = None, cache_text: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+        from transformers import AutoProcessor
 
         source = _resolve(str(model))
         local_only = _prepare_hub(source)
         maps_before = mapped_files()
         try:
+            model_class = _model_class(str(_config_dict(source, local_only).get("model_type", "")), str(model))
             self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            self.model = GroundingDinoForObjectDetection.from_pretrained(source, local_files_only=local_only)
+            self.model = model_class.from_pretrained(source, local_files_only=local_only)
         except (OSError, ValueError) as err:
             raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
+        self.model_type = str(self.model.config.model_type)
         self.model.eval().to(self.device)
+        if cache_text:
+            use_text_feature_cache(self.model.model.text_backbone)
         if fast_attention or (fast_attention is None and self.device.type == "cpu"):
             from .fusion_attention import use_folded_fusion_attention  # imports transformers' modeling code
 
             use_fast_deformable_attention(self.model)
             use_folded_fusion_attention(self.model)
-        if cast_matmul_weights(self.model, self.precision):  # what autocast would cast on every call, once
-            copy_out_of_maps(mapped_files() - maps_before)  # the float32 file is not needed any more
+        cast_loaded_weights(self.model, self.precision, maps_before)
         self.name = str(model)
         self.max_text_len = int(self.model.config.max_text_len)
         ids = dict(zip(_SPECIAL_TOKENS, self.tokenizer.convert_tokens_to_ids(list(_SPECIAL_TOKENS))))
         if ids != _SPECIAL_TOKENS:
             raise DetectorLoadError(f"{model}: the tokenizer's ids of [CLS], [SEP], '.', '?' are {ids}; "
-                                    f"transformers' Grounding DINO needs {_SPECIAL_TOKENS} "
+                                    f"transformers' {type(self.model).__name__} needs {_SPECIAL_TOKENS} "
                                     "(a bert-base-uncased vocabulary).")
         self._image_kwargs: dict[str, Any] = {}
         if image_size is not None or max_size is not None:

@@ -38,6 +38,8 @@ def check_prompt_fits(models: ModelOptions, names: Sequence[str]) -> None:
 
     source = resolve_detector_model(model)
     family = hf_family(source)
+    if family is None:  # not on disk: the weights check reports it
+        return
     try:
         from transformers import AutoTokenizer
 
