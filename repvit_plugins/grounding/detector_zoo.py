@@ -17,7 +17,7 @@ from pathlib import Path
 from ..options import REALTIME_DETECTOR
 
 __all__ = ["DETECTORS", "HF_FAMILIES", "REALTIME_DETECTOR", "DetectorSpec", "detector_spec", "detector_table",
-           "hf_family", "resolve_detector_model"]
+           "hf_config_path", "hf_family", "resolve_detector_model"]
 
 HF_FAMILIES = {
     "grounding-dino": "Grounding DINO (GroundingDinoForObjectDetection)",
@@ -107,7 +107,7 @@ def resolve_detector_model(model: str | None) -> str:
     return str(model)
 
 
-def _config_of(source: str) -> Path | None:
+def hf_config_path(source: str) -> Path | None:
     """``config.json`` of a local folder or of a hub model in the Hugging Face cache, if there is one."""
     folder = Path(source).expanduser()
     if (folder / "config.json").is_file():
@@ -129,7 +129,7 @@ def hf_family(model: str | None) -> str | None:
         ValueError: a ``config.json`` of a family the ``hf`` backend does not load.
     """
     source = resolve_detector_model(model)
-    config = _config_of(source)
+    config = hf_config_path(source)
     if config is not None:
         try:
             model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")

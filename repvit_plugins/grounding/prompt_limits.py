@@ -6,7 +6,6 @@ instead of failing once per image after minutes of model loading.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Sequence
 
 from ..options import ModelOptions
@@ -15,14 +14,15 @@ from .prompts import DEFAULT_MAX_TOKENS, class_text, tokenize_prompt
 __all__ = ["CLIP_MAX_TOKENS", "check_prompt_fits"]
 
 CLIP_MAX_TOKENS = 77
-"""CLIP's text context (OmDet-Turbo, OWLv2): per class, start and end tokens included."""
+"""CLIP's text context (OmDet-Turbo): per class, start and end tokens included (OWLv2's queries take 16)."""
 
 
-def _max_text_len(source: str) -> int:
-    config = Path(source) / "config.json"
-    if config.is_file():
-        return int(json.loads(config.read_text(encoding="utf-8")).get("max_text_len", DEFAULT_MAX_TOKENS))
-    return DEFAULT_MAX_TOKENS
+def _config(source: str) -> dict:
+    """The model's ``config.json`` (folder or Hugging Face cache), or ``{}``."""
+    from .detector_zoo import hf_config_path
+
+    path = hf_config_path(source)
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
 
 
 def check_prompt_fits(models: ModelOptions, names: Sequence[str]) -> None:
@@ -46,11 +46,13 @@ def check_prompt_fits(models: ModelOptions, names: Sequence[str]) -> None:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError):
         return
-    if family in ("grounding-dino", "mm-grounding-dino"):
-        tokenize_prompt(names, tokenizer, _max_text_len(source))  # raises for a class longer than the limit
+    config = _config(source)
+    if family in ("grounding-dino", "mm-grounding-dino"):  # raises for a class longer than the limit
+        tokenize_prompt(names, tokenizer, int(config.get("max_text_len", DEFAULT_MAX_TOKENS)))
         return
+    limit = int(config.get("text_config", {}).get("max_position_embeddings", CLIP_MAX_TOKENS))
     for name in names:
         length = len(tokenizer(class_text(name))["input_ids"])
-        if length > CLIP_MAX_TOKENS:
+        if length > limit:
             raise ValueError(f"the class name {name!r} is {length} tokens long, more than the text encoder's limit "
-                             f"of {CLIP_MAX_TOKENS} tokens allows; shorten it")
+                             f"of {limit} tokens allows; shorten it")
