@@ -412,7 +412,8 @@ def test_hf_missing_model_errors_say_what_to_download(tmp_path):
                                                 r"IDEA-Research/grounding-dino-tiny"):
         build_detector("hf", model=str(tmp_path / "nothing-here"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DetectorLoadError, match=r"could not load the Grounding DINO model(.|\n)*--local-dir DIR"):
+    with pytest.raises(DetectorLoadError, match=r"could not read the config of .*empty.*holds no config\.json"
+                                                r"(.|\n)*--local-dir DIR"):
         build_detector("hf", model=str(tmp_path / "empty"))
 
 
