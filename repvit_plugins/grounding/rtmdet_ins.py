@@ -7,7 +7,7 @@ the way mmdet's RTMDet-Ins test step defines them:
 
 1. per level, a point prior at every feature cell (``x = column * stride``, ``y = row * stride``);
 2. sigmoid class scores, pairs (prior, class) above ``score_thr``, the best ``nms_pre`` per level;
-3. boxes ``(x - left, y - top, x + right, y + bottom)`` clipped to the resized image, then scaled back;
+3. boxes ``(x - left, y - top, x + right, y + bottom)`` clipped to the padded input, then scaled back;
 4. class-aware NMS, the best ``max_per_img`` kept;
 5. each kept instance's mask: its predicted kernel (a few 1x1 convs) applied to the shared mask features with
    two extra channels holding the offset of every mask cell from the instance's prior; the logits upsampled
@@ -134,11 +134,20 @@ def _priors(height: int, width: int, stride: int) -> torch.Tensor:
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)
 
 
+def _logit(probability: float) -> float:
+    """The logit above which ``sigmoid(x) > probability``."""
+    if probability <= 0:
+        return -math.inf
+    if probability >= 1:
+        return math.inf
+    return math.log(probability / (1 - probability))
+
+
 def _candidates(cls_score: torch.Tensor, score_thr: float, nms_pre: int) -> tuple[torch.Tensor, ...]:
     """The best ``nms_pre`` (cell, class) pairs above ``score_thr`` of one level: ``(scores, cells, classes)``."""
-    scores = cls_score.flatten(1).t().sigmoid()  # (cells, classes)
-    cells, classes = torch.nonzero(scores > score_thr, as_tuple=True)
-    picked = scores[cells, classes]
+    logits = cls_score.flatten(1).t()  # (cells, classes); compared as logits, so only the picked get a sigmoid
+    cells, classes = torch.nonzero(logits > _logit(score_thr), as_tuple=True)
+    picked = logits[cells, classes].sigmoid()
     order = torch.argsort(picked, descending=True)[:nms_pre]
     return picked[order], cells[order], classes[order]
 
@@ -164,15 +173,20 @@ def _mask_logits(mask_feat: torch.Tensor, kernels: torch.Tensor, points: torch.T
 
 
 def _masks(logits: torch.Tensor, spec: StudentSpec, info: LetterboxInfo, chunk: int = 16) -> torch.Tensor:
-    """Bool masks on the original image: logits upsampled from the mask grid (which covers the padded input)
-    to the input size in original pixels, cropped to the image, thresholded (in chunks to bound memory)."""
+    """Bool masks on the original image: logits upsampled by the mask stride to the input frame, resized by
+    the letterbox's inverse scale, cropped to the image and thresholded (in chunks of instances, to bound
+    memory). Two bilinear steps, as mmdet does: one step straight to the image differs on flat logits."""
     sy, sx = info.scale
-    full = (math.ceil(spec.input_size / sy), math.ceil(spec.input_size / sx))
-    threshold = math.log(spec.mask_thr_binary / (1 - spec.mask_thr_binary))  # sigmoid(x) > t  <=>  x > logit(t)
+    # mmdet sizes the height by the width's scale and the width by the height's (they differ by the rounding of
+    # the resized sides, under a pixel); followed here so the masks equal those tools/test.py evaluates
+    full = (math.ceil(spec.input_size / sx), math.ceil(spec.input_size / sy))
+    threshold = _logit(spec.mask_thr_binary)
     height, width = info.original
     out = torch.empty((len(logits), height, width), dtype=torch.bool)
     for start in range(0, len(logits), chunk):
-        up = F.interpolate(logits[None, start:start + chunk], size=full, mode="bilinear", align_corners=False)[0]
+        up = F.interpolate(logits[None, start:start + chunk], scale_factor=spec.strides[0], mode="bilinear",
+                           align_corners=False)
+        up = F.interpolate(up, size=full, mode="bilinear", align_corners=False)[0]
         out[start:start + chunk] = up[:, :height, :width] > threshold
     return out
 
@@ -196,14 +210,14 @@ def decode_instances(outputs: Sequence[np.ndarray | torch.Tensor], spec: Student
     cls_scores, bbox_preds, kernel_preds = tensors[:levels], tensors[levels:2 * levels], tensors[2 * levels:3 * levels]
     mask_feat = tensors[3 * levels]
     score_thr = spec.score_thr if score_thr is None else score_thr
-    bound = torch.tensor(info.resized[::-1] * 2, dtype=torch.float32)  # (w, h, w, h) of the resized image
+    side = float(spec.input_size)  # boxes are clipped to the padded input, as mmdet's test pipeline does
     found: list[list[torch.Tensor]] = [[], [], [], [], [], []]
     for stride, cls_score, bbox_pred, kernel_pred in zip(spec.strides, cls_scores, bbox_preds, kernel_preds):
         scores, cells, classes = _candidates(cls_score, score_thr, spec.nms_pre)
         points = _priors(*cls_score.shape[-2:], stride)[cells]
         dist = bbox_pred.flatten(1).t()[cells]
         boxes = torch.cat([points - dist[:, :2], points + dist[:, 2:]], dim=1)
-        boxes = torch.minimum(boxes.clamp_min(0), bound)
+        boxes = boxes.clamp(0, side)
         for store, value in zip(found, (scores, classes, boxes, points, kernel_pred.flatten(1).t()[cells],
                                         torch.full_like(scores, float(stride)))):
             store.append(value)

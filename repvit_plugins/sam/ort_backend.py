@@ -17,8 +17,10 @@ from torch import nn
 __all__ = ["create_session", "OrtImageEncoder", "OrtPromptDecoder"]
 
 
-def create_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
-    """An ``onnxruntime.InferenceSession`` with full graph optimization and ``threads`` intra-op threads."""
+def create_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None,
+                   config: dict[str, str] | None = None):
+    """An ``onnxruntime.InferenceSession`` with full graph optimization and ``threads`` intra-op threads
+    (``config``: extra session config entries, e.g. ``{"session.intra_op.allow_spinning": "0"}``)."""
     try:
         import onnxruntime as ort
     except ImportError as err:
@@ -30,6 +32,8 @@ def create_session(path: str | os.PathLike, threads: int | None = None, provider
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     available = ort.get_available_providers()
     chosen = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
     return ort.InferenceSession(str(path), options, providers=chosen)

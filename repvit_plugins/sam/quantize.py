@@ -28,8 +28,8 @@ from ..quiet import quietly
 
 T = TypeVar("T")
 
-__all__ = ["encoder_inputs", "int8_encoder", "quantize_encoder_int8", "sam_normalization", "FLOAT_CONVS_AT_START",
-           "FLOAT_CONVS_AT_END", "QUANTIZED_OPS"]
+__all__ = ["encoder_inputs", "int8_encoder", "quantize_encoder_int8", "quantize_static_int8", "sam_normalization",
+           "FLOAT_CONVS_AT_START", "FLOAT_CONVS_AT_END", "QUANTIZED_OPS"]
 
 FLOAT_CONVS_AT_START = 1
 FLOAT_CONVS_AT_END = 2
@@ -165,18 +165,34 @@ def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike, calibr
             read from the graph.
     """
     import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(calibration_images) == 0:
         raise ValueError("int8 calibration needs at least one image (H x W x 3 uint8 RGB)")
     model = onnx.load(str(src), load_external_data=False)
     name, side = _encoder_input(model)
-    large = _has_external_data(model)
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]
     keep_float = convs[:FLOAT_CONVS_AT_START] + convs[len(convs) - FLOAT_CONVS_AT_END:]
     feeds = [{name: x} for x in encoder_inputs(calibration_images, side, pixel_mean, pixel_std)]
     del model
+    return quantize_static_int8(src, dst, feeds, keep_float=keep_float)
+
+
+def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, feeds: Sequence[dict[str, np.ndarray]],
+                         *, keep_float: Sequence[str] = ()) -> Path:
+    """Write a static int8 (QDQ) copy of any float graph ``src`` to ``dst`` (one self-contained file).
+
+    Args:
+        feeds: calibration inputs (name -> array), preprocessed exactly as the model will see them.
+        keep_float: names of nodes left in float (e.g. the convolutions that read pixels or write outputs).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(feeds) == 0:
+        raise ValueError("int8 calibration needs at least one input")
+    large = _has_external_data(onnx.load(str(src), load_external_data=False))
+    feeds = list(feeds)
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +203,7 @@ def quantize_encoder_int8(src: str | os.PathLike, dst: str | os.PathLike, calibr
                               what=f"int8 calibration of {src}")
         quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibration_cache_path=str(ranges), nodes_to_exclude=keep_float,
+                        calibration_cache_path=str(ranges), nodes_to_exclude=list(keep_float),
                         op_types_to_quantize=list(QUANTIZED_OPS), use_external_data_format=large)
         partial = dst.with_name(dst.name + ".part")  # same folder: the rename below is atomic
         if large:  # int8 weights are a quarter of the float ones: back into one file
