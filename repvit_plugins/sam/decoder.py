@@ -1,18 +1,25 @@
 """SAM's mask decoder, restructured for CPU: same weights, same outputs, less work per prompt.
 
 ``segment_anything``'s :class:`MaskDecoder` copies the 64x64 image embedding
-once per prompt and projects it again for every prompt. Three exact rewrites
-remove most of that work; the modules (and so the weights) are still
+once per prompt and projects it again for every prompt. Exact rewrites remove
+most of that work; the modules (and so the weights) are still
 ``segment_anything``'s:
 
 * Without a mask prompt the first two-way block sees the same image tokens for
   every prompt, so its image-side projections are computed once per image
   (:meth:`FastMaskDecoder.prepare`, cached while the image stays set).
 * The positional-encoding terms of every image-side projection are computed
-  once per image; the projections that read the same image tokens run as one GEMM.
+  once per image.
+* Where the image tokens differ per prompt they are never projected: the query,
+  key and value projections move onto the few prompt tokens (``(q Wk) X^T``,
+  ``(A X) Wv``, ``X (Wq^T k^T)``), which is cheaper while heads x tokens stays
+  below the attention width.
 * Image-to-token attention applies the output projection to the few token
-  values before mixing them (``A (V W)`` instead of ``(A V) W``), and the mask
-  upscaling runs as GEMMs in token layout, producing only the masks asked for.
+  values before mixing them (``A (V W)`` instead of ``(A V) W``), keeps its
+  scores token-major so the softmax runs along contiguous memory, and adds the
+  residual inside the same GEMM.
+* The mask upscaling runs as GEMMs in token layout, in cache-sized blocks of
+  tokens, producing only the masks asked for.
 
 Results equal ``MaskDecoder`` to float32 rounding (tested on random weights).
 """
@@ -53,6 +60,9 @@ class FastMaskDecoder(nn.Module):
         sam: a ``segment_anything`` ``Sam`` whose ``mask_decoder`` holds a
             ``TwoWayTransformer`` (SAM, MobileSAM, RepViT-SAM all do).
     """
+
+    UPSCALE_BLOCK = 512
+    """Image tokens upscaled per step (their activations, about 1.5 MB at SAM's widths, fit a core's L2 cache)."""
 
     def __init__(self, sam: nn.Module):
         super().__init__()
@@ -104,57 +114,102 @@ class FastMaskDecoder(nn.Module):
         return attn.out_proj(out.transpose(1, 2).reshape(b, t, -1))
 
     @staticmethod
-    def _image_to_token(attn: nn.Module, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                        shared: bool) -> torch.Tensor:
-        """Image queries (``1 x N x c`` if ``shared``, else ``B x N x c``; projected) attend to tokens
-        -> ``B x N x C``."""
+    def _token_to_image_absorbed(attn: nn.Module, queries: torch.Tensor, keys: torch.Tensor, k_term: torch.Tensor,
+                                 v_bias: torch.Tensor) -> torch.Tensor:
+        """Tokens (``B x T x C``) attend to per-prompt image tokens ``keys`` (``B x N x C``), never projected.
+
+        ``q (X Wk + k_term)^T = (q Wk) X^T + q k_term^T`` and ``A (X Wv + b) = (A X) Wv + b``: with
+        ``heads x T`` below the internal width this costs fewer multiply-adds than projecting all ``N`` tokens.
+        """
+        heads, internal = attn.num_heads, attn.internal_dim
+        b, t, _ = queries.shape
+        n, channels = keys.shape[1:]
+        q = _split_heads(attn.q_proj(queries), heads) * (internal // heads) ** -0.5  # B h T d, scaled
+        folded = torch.matmul(q, attn.k_proj.weight.view(heads, -1, channels)).view(b, heads * t, channels)
+        scores = torch.bmm(folded, keys.transpose(1, 2)).view(b, heads, t, n)
+        pe_scores = torch.bmm(q.transpose(0, 1).reshape(heads, b * t, -1), _split_heads(k_term, heads)[0].mT)
+        scores = scores.add_(pe_scores.view(heads, b, t, n).transpose(0, 1)).softmax(-1)
+        mixed = torch.bmm(scores.view(b, heads * t, n), keys).view(b, heads, t, channels)
+        out = torch.matmul(mixed, attn.v_proj.weight.view(heads, -1, channels).mT) + v_bias.view(heads, 1, -1)
+        return attn.out_proj(out.transpose(1, 2).reshape(b, t, internal))
+
+    @staticmethod
+    def _image_to_token(attn: nn.Module, q: torch.Tensor | tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor,
+                        values: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual`` + image queries attending to the prompt tokens -> ``B x N x C``.
+
+        ``q`` is either the projected image queries ``1 x N x c`` shared by all prompts, or per-prompt image
+        tokens with their query term ``(X: B x N x C, q_term: 1 x N x c)``, whose projection moves onto the
+        few tokens (``X (Wq^T k^T) + q_term k^T``). Scores are kept token-major (``B x h x T x N``) so the
+        softmax over the few tokens runs along contiguous image positions; the output projection is applied
+        to the token values first, and its bias rides on them (each head's weights sum to one).
+        """
         heads = attn.num_heads
         b, t, _ = keys.shape
-        n = q.shape[1]
-        k = _split_heads(attn.k_proj(keys), heads)  # B h T d
+        k = _split_heads(attn.k_proj(keys), heads) * (attn.internal_dim // heads) ** -0.5  # B h T d, scaled
         v = attn.v_proj(values).view(b, t, heads, -1)  # B T h d
         out_w = attn.out_proj.weight.view(attn.out_proj.out_features, heads, -1).permute(1, 2, 0)  # h d C
-        vw = (v.transpose(1, 2) @ out_w).reshape(b, heads * t, -1)  # B (h T) C
-        qh = _split_heads(q, heads)  # 1|B h N d
-        scale = qh.shape[-1] ** -0.5
-        if shared:
-            scores = qh[0] @ k.permute(1, 3, 0, 2).reshape(heads, -1, b * t)  # h N (B T)
-            scores = scores.view(heads, n, b, t).mul_(scale).softmax(-1)
-            probs = scores.permute(2, 1, 0, 3).reshape(b, n, heads * t)
+        vw = (v.transpose(1, 2) @ out_w).add_(attn.out_proj.bias / heads).reshape(b, heads * t, -1)  # B (h T) C
+        k_heads = k.transpose(0, 1).reshape(heads, b * t, -1)  # h (B T) d
+        if isinstance(q, tuple):
+            image, q_term = q
+            n, channels = image.shape[1:]
+            folded = torch.matmul(k, attn.q_proj.weight.view(heads, -1, channels)).view(b, heads * t, channels)
+            scores = torch.bmm(folded, image.transpose(1, 2)).view(b, heads, t, n)
+            pe_scores = torch.bmm(k_heads, _split_heads(q_term, heads)[0].mT).view(heads, b, t, n)
+            scores = scores.add_(pe_scores.transpose(0, 1))
         else:
-            scores = (qh @ k.transpose(-1, -2)).mul_(scale).softmax(-1)  # B h N T
-            probs = scores.permute(0, 2, 1, 3).reshape(b, n, heads * t)
-        return torch.bmm(probs, vw) + attn.out_proj.bias
+            n = q.shape[1]
+            scores = torch.bmm(k_heads, _split_heads(q, heads)[0].mT).view(heads, b, t, n).transpose(0, 1)
+        probs = scores.softmax(2).reshape(b, heads * t, n)
+        return torch.baddbmm(residual, probs.mT, vw)
 
     def _block(self, layer: nn.Module, queries: torch.Tensor, query_pe: torch.Tensor, keys: torch.Tensor,
-               projections, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+               context: DecoderContext, index: int, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
         else:
             q = queries + query_pe
             queries = queries + layer.self_attn(q=q, k=q, v=queries)
         queries = layer.norm1(queries)
-        k, v, q_image = projections
-        queries = layer.norm2(queries + self._token_to_image(layer.cross_attn_token_to_image, queries + query_pe, k, v,
-                                                                          shared))
+        t2i = layer.cross_attn_token_to_image
+        k_term, q_term = context.pe_terms[index]
+        if shared:
+            k, v, q_image = context.first
+            attn = self._token_to_image(t2i, queries + query_pe, k, v, True)
+        else:
+            attn = self._token_to_image_absorbed(t2i, queries + query_pe, keys, k_term, t2i.v_proj.bias)
+            q_image = (keys, q_term)
+        queries = layer.norm2(queries + attn)
         queries = layer.norm3(queries + layer.mlp(queries))
-        mixed = self._image_to_token(layer.cross_attn_image_to_token, q_image, queries + query_pe, queries, shared)
-        keys = layer.norm4(keys + mixed)
+        keys = layer.norm4(self._image_to_token(layer.cross_attn_image_to_token, q_image, queries + query_pe,
+                                                queries, keys))
         return queries, keys
 
     # -- masks -----------------------------------------------------------------------------------
     def _upscale_masks(self, keys: torch.Tensor, hyper: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """``output_upscaling`` + hypernetwork product in token layout; ``B x M x 4h x 4w``."""
+        """``output_upscaling`` + hypernetwork product in token layout; ``B x M x 4h x 4w``.
+
+        The two stride-2 transposed convolutions act on each image token alone, so tokens go through in
+        blocks of :attr:`UPSCALE_BLOCK`: their activations stay in the CPU cache between the GEMMs,
+        the LayerNorm and the GELUs.
+        """
         up = self.mask_decoder.output_upscaling
         conv1, norm, act1, conv2, act2 = up[0], up[1], up[2], up[3], up[4]
         b, m = hyper.shape[:2]
         h, w = size
-        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.in_channels, -1)  # C x (2 2 c1)
-        x = F.linear(keys, w1.t(), conv1.bias.repeat(4)).view(b, h * w * 4, conv1.out_channels)
-        x = act1(F.layer_norm(x, (conv1.out_channels,), norm.weight, norm.bias, norm.eps))
-        w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.in_channels, -1)
-        x = act2(F.linear(x, w2.t(), conv2.bias.repeat(4))).view(b, h * w * 16, conv2.out_channels)
-        masks = torch.bmm(x, hyper.transpose(1, 2))  # B (h w i j k l) M
+        c1, c2 = conv1.out_channels, conv2.out_channels
+        w1 = conv1.weight.permute(2, 3, 1, 0).reshape(-1, conv1.in_channels)  # (2 2 c1) x C
+        w2 = conv2.weight.permute(2, 3, 1, 0).reshape(-1, conv2.in_channels)  # (2 2 c2) x c1
+        b1, b2 = conv1.bias.repeat(4), conv2.bias.repeat(4)
+        masks = keys.new_empty(b, h * w * 16, m)
+        step = self.UPSCALE_BLOCK
+        for i in range(b):
+            for start in range(0, h * w, step):
+                x = F.linear(keys[i, start:start + step], w1, b1).view(-1, c1)
+                x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
+                x = act2(F.linear(x, w2, b2)).view(-1, c2)
+                torch.mm(x, hyper[i].t(), out=masks[i, start * 16:(start + step) * 16])
         masks = masks.view(b, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return masks.reshape(b, m, 4 * h, 4 * w)
 
@@ -179,12 +234,9 @@ class FastMaskDecoder(nn.Module):
             keys = context.image + dense_embeddings.flatten(2).transpose(1, 2)
         queries = tokens
         for i, layer in enumerate(transformer.layers):
-            projections = context.first if (i == 0 and shared) else \
-                self._image_projections(layer, keys, context.pe_terms[i])
-            queries, keys = self._block(layer, queries, tokens, keys, projections, shared and i == 0)
+            queries, keys = self._block(layer, queries, tokens, keys, context, i, shared and i == 0)
         final = transformer.final_attn_token_to_image
-        k, v = F.linear(keys, torch.cat([final.k_proj.weight, final.v_proj.weight])).split(final.internal_dim, -1)
-        attn = self._token_to_image(final, queries + tokens, k + context.final_pe, v + final.v_proj.bias, False)
+        attn = self._token_to_image_absorbed(final, queries + tokens, keys, context.final_pe, final.v_proj.bias)
         queries = transformer.norm_final_attn(queries + attn)
         wanted = range(0, decoder.num_mask_tokens) if multimask_output is None else \
             range(1, decoder.num_mask_tokens) if multimask_output else range(0, 1)

@@ -18,6 +18,7 @@ from segment_anything.utils.amg import calculate_stability_score
 from ..models.sam_parts import encoder_input_size
 from .decoder import FastMaskDecoder
 from .decoder_inputs import decoder_feeds, prompt_count
+from .mask_resize import postprocess_masks
 
 __all__ = ["FastSamPredictor", "image_content_key", "DECODERS"]
 
@@ -175,6 +176,8 @@ class FastSamPredictor(SamPredictor):
         if not self.is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         batch = prompt_count(point_coords, boxes, mask_input)
+        if batch == 0:  # segment_anything's decoder cannot reshape an empty batch: answer with empty tensors
+            return self._no_masks(multimask_output and not best_only, return_logits)
         step = self._prompts_per_step()
         outputs = []
         for start in range(0, batch, step):
@@ -186,9 +189,17 @@ class FastSamPredictor(SamPredictor):
                 best = iou.argmax(dim=1)
                 rows = torch.arange(low.shape[0], device=low.device)
                 low, iou = low[rows, best][:, None], iou[rows, best][:, None]
-            masks = self.model.postprocess_masks(low, self.input_size, self.original_size)
+            masks = postprocess_masks(low, self.model.image_encoder.img_size, self.input_size, self.original_size)
             if not return_logits:
                 masks = masks > self.model.mask_threshold
             outputs.append((masks, iou, low))
         masks, iou, low = (torch.cat(parts) for parts in zip(*outputs))
         return masks, iou, low
+
+    def _no_masks(self, multimask_output: bool, return_logits: bool):
+        """The empty ``(masks, scores, low-res logits)`` of a call with no prompts."""
+        count = self.model.mask_decoder.num_mask_tokens - 1 if multimask_output else 1
+        low = torch.zeros(0, count, *self.model.prompt_encoder.mask_input_size, device=self.device)
+        masks = torch.zeros(0, count, *self.original_size, device=self.device,
+                            dtype=torch.float if return_logits else torch.bool)
+        return masks, torch.zeros(0, count, device=self.device), low
