@@ -64,8 +64,11 @@ def match_classes(prompt_classes: Sequence[str], model_classes: Sequence[str]) -
 
 
 def is_single_stage(model: torch.nn.Module) -> bool:
-    """Whether an mmdet detector is single-stage (``bbox_head`` on the neck's features, no RoI head)."""
-    return getattr(model, "bbox_head", None) is not None and getattr(model, "roi_head", None) is None
+    """Whether an mmdet detector predicts as mmdet's ``SingleStageDetector`` does: ``bbox_head`` on the neck's
+    features, all post-processing in ``bbox_head.predict_by_feat`` (RTMDet, RTMDet-Ins, YOLOX, ...)."""
+    from mmdet.models.detectors import SingleStageDetector
+
+    return isinstance(model, SingleStageDetector) and type(model).predict is SingleStageDetector.predict
 
 
 def inference_pipeline(cfg: Any, *, single_stage: bool) -> Any:
@@ -89,9 +92,11 @@ def inference_pipeline(cfg: Any, *, single_stage: bool) -> Any:
 
 
 def predicts_masks(model: torch.nn.Module) -> bool:
-    """Whether an mmdet detector predicts instance masks (a two-stage model's mask head, or a single-stage one's)."""
+    """Whether an mmdet detector predicts instance masks: a two-stage model's mask head, a single-stage
+    instance segmentor's (SOLO, CondInst) or one inside the box head (RTMDet-Ins)."""
     roi_head = getattr(model, "roi_head", None)
-    return bool(getattr(roi_head, "with_mask", False)) or getattr(model, "mask_head", None) is not None
+    return (bool(getattr(roi_head, "with_mask", False)) or getattr(model, "mask_head", None) is not None
+            or getattr(getattr(model, "bbox_head", None), "mask_head", None) is not None)
 
 
 class MMDetClosedSetDetector(GroundingDetector):

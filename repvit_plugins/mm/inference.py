@@ -26,24 +26,35 @@ class UnsupportedScopeError(ValueError):
 
 def load_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu",
                fuse: bool = False) -> torch.nn.Module:
-    """Build the config's model, load ``checkpoint`` (weights_only), optionally re-parameterize.
+    """Build the config's model, load ``checkpoint`` (weights_only, every key must fit), optionally re-parameterize.
 
-    Raises :class:`UnsupportedScopeError` for a config of another ``default_scope``.
+    Raises :class:`UnsupportedScopeError` for a config of another ``default_scope`` and
+    :class:`~repvit_plugins.checkpoint_io.CheckpointError` naming the keys of a checkpoint that does not fit
+    the config's model (mmengine alone would only warn and leave those weights random).
     """
+    from ..checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file, strict_load
+
     register_safe_globals()
     cfg = Config.fromfile(str(config))
     scope = cfg.get("default_scope")
+    if scope not in SUPPORTED_SCOPES:
+        raise UnsupportedScopeError(f"{config}: default_scope is {scope!r}; the image demo runs mmdet or mmseg "
+                                    f"configs ({', '.join(SUPPORTED_SCOPES)}).")
+    state = extract_state_dict(load_checkpoint_file(checkpoint))  # unreadable or unsafe files fail before building
     if scope == "mmdet":
         from mmdet.apis import init_detector
 
         model = init_detector(cfg, str(checkpoint), device=device)
-    elif scope == "mmseg":
+    else:
         from mmseg.apis import init_model
 
         model = init_model(cfg, str(checkpoint), device=device)
-    else:
-        raise UnsupportedScopeError(f"{config}: default_scope is {scope!r}; the image demo runs mmdet or mmseg "
-                                    f"configs ({', '.join(SUPPORTED_SCOPES)}).")
+    try:
+        strict_load(model, state, what=f"checkpoint {checkpoint}")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}. Pass the weights this config was trained into (tools/train.py writes them "
+                              f"to its work dir, with a copy of the config) or the config they were trained with.") \
+            from None
     model = revert_sync_batchnorm(model).eval()
     model.scope = scope
     return reparameterize(model) if fuse else model

@@ -98,7 +98,10 @@ def prepare_test(cfg: Config, *, checkpoint: str, fuse: bool = False, out: str |
     cfg.load_from, cfg.resume = checkpoint, False
     traits = _SCOPE_TRAITS.get(cfg.get("default_scope"), _GENERIC)
     if fuse:
-        cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="ReparameterizeHook")]
+        # EMAHook's test-time swap pairs the model's parameters with its unfused copy's, which no longer match the
+        # fused model; the checkpoint's state_dict already holds the averaged weights (EMAHook saves them there)
+        hooks = [h for h in cfg.get("custom_hooks", []) if str(h.get("type", "")).split(".")[-1] != "EMAHook"]
+        cfg.custom_hooks = [*hooks, dict(type="ReparameterizeHook")]
     if out is not None:
         if not out.endswith((".pkl", ".pickle")):
             raise SystemExit(f"--out {out}: the results file must end in .pkl")
