@@ -76,7 +76,7 @@ def needed_weights(models: ModelOptions, *, sam: bool = True) -> list[Need]:
             needs.append(Need(f"{models.detector} detector config", "file", models.detector_model, "--detector-model"))
         if models.detector == "original" or models.detector_checkpoint:
             spec = models.detector_checkpoint or "groundingdino_swint_ogc"
-            needs.append(_checkpoint_need("Grounding DINO checkpoint", spec, "--detector-checkpoint"))
+            needs.append(_checkpoint_need("detector checkpoint", spec, "--detector-checkpoint"))
         from .grounding.mmdet_closed_set import is_closed_set_config
 
         if models.detector == "original" or not is_closed_set_config(models.detector_model):

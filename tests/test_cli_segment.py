@@ -204,6 +204,17 @@ def test_rerun_with_other_settings_is_refused(photo_folder, models, tmp_path, ca
     assert "other settings" in capsys.readouterr().err
 
 
+def test_overwrite_redoes_the_run_and_never_touches_the_inputs(photo_folder, models, tmp_path):
+    """--overwrite rewrites run.json in --out; the input images stay byte for byte as they were."""
+    out = tmp_path / "out"
+    photo = photo_folder / "chelsea.jpg"
+    before = photo.read_bytes()
+    assert cli_main(_args([photo], out, models)) == 0
+    assert cli_main(_args([photo], out, models, "--multimask", "--overwrite")) == 0
+    assert photo.read_bytes() == before
+    assert json.loads((out / "run.json").read_text())["multimask"] is True
+
+
 def test_int8_onnx_encoder_gives_nearly_the_same_masks(models, tmp_path):
     """export_onnx.py --quantize, then segment with --sam-encoder-onnx: the float run's instances, close masks."""
     from pycocotools.coco import COCO

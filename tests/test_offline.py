@@ -99,5 +99,5 @@ def test_original_backend_needs_its_checkpoint_and_bert(tmp_path):
     with pytest.raises(MissingWeightsError) as info:
         check_weights(ModelOptions(detector="original", sam_checkpoint=str(tmp_path / "x.pt")))
     what = [m.need.what for m in info.value.missing]
-    assert what == ["Grounding DINO checkpoint", "BERT text encoder", "SAM checkpoint (repvit_sam)"]
+    assert what == ["detector checkpoint", "BERT text encoder", "SAM checkpoint (repvit_sam)"]
     assert "groundingdino_swint_ogc.pth" in str(info.value)

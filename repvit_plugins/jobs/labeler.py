@@ -129,8 +129,8 @@ class BatchLabeler:
                     "Use another --out folder, rerun with the same arguments to resume, or pass --overwrite."
                 )
         if overwrite:  # only this job's images: other ranks redo theirs
-            for path in paths:
-                self._record_of(path).unlink(missing_ok=True)
+            for image_path in paths:
+                self._record_of(image_path).unlink(missing_ok=True)
         atomic_write_text(path, json.dumps(self.settings, indent=2, sort_keys=True))
 
     def _write_outputs(self, key: str, path: Path, image: np.ndarray, detections) -> dict[str, Any]:
