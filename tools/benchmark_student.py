@@ -9,9 +9,10 @@ Paths, each in its own process (random weights; timings are real, accuracy is no
   ``tools/export_student_onnx.py``) and ``onnx-int8`` (static int8; faster, but not offered by ``segment``:
   no agreement could be shown on random weights);
 - ``mask-rcnn-m1.1``: the former student, Mask R-CNN RepViT-M1.1 at 1333x800, fused;
-- ``user-<arch>``: the user path, ``repvit-plugins segment IMAGES --detector mmdet --detector-model CFG
-  --detector-checkpoint CKPT --masks detector`` (``.onnx`` with ``:onnx``), seconds per processed image from its
-  ``summary.json`` over ``--passes`` runs (model loading excluded, annotated images and COCO written);
+- ``user-<arch>``: the user path, ``repvit-plugins segment FOLDER --detector mmdet --detector-model CFG
+  --detector-checkpoint CKPT --masks detector`` (``.onnx`` with ``:onnx``) on a folder holding the photos
+  ``--passes`` times, seconds per processed image from its ``summary.json`` (model loading excluded; image
+  decoding, the first call per image shape and writing the annotated images included);
 - ``yoloe-11s-seg``: the AGPL-3.0 peer, only when ultralytics is installed (never a dependency).
 - ``--teacher``: also runs ``tools/benchmark_pipeline.py --paths balanced realtime`` (the open-vocabulary
   teacher) on the same photos and reports its seconds per image.
@@ -187,16 +188,23 @@ def user_path(arch: str, onnx: bool, args) -> dict:
     model = ["--detector-model", str(onnx_file(cfg, ckpt, False, []))] if onnx else [
         "--detector", "mmdet", "--detector-model", str(cfg), "--detector-checkpoint", str(ckpt)]
     out = Path(args.work_dir) / f"user-{arch}{'-onnx' if onnx else ''}"
-    seconds = []
-    for _ in range(args.warmup + args.passes):
-        cmd = [sys.executable, "-m", "repvit_plugins", "segment", *args.images, "--prompt", ". ".join(CLASSES) + ".",
-               "--out", str(out), *model, "--masks", "detector", "--box-threshold", "0", "--max-detections",
-               str(args.max_detections), "--overwrite", "--no-progress"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
-        seconds.append(json.loads((out / "summary.json").read_text())["seconds_per_image"])
-    return {"seconds_per_image": statistics.median(seconds[args.warmup:]), "params": None, "instances": None}
+    folder = out.with_name(out.name + "-photos")  # the photos --passes times over, in one run of segment
+    folder.mkdir(parents=True, exist_ok=True)
+    from repvit_plugins.io import iter_image_paths
+
+    for round_ in range(args.passes):
+        for photo in iter_image_paths(args.images):
+            link = folder / f"{round_}_{photo.name}"
+            if not link.exists():
+                link.symlink_to(photo.resolve())
+    cmd = [sys.executable, "-m", "repvit_plugins", "segment", str(folder), "--prompt", ". ".join(CLASSES) + ".",
+           "--out", str(out), *model, "--masks", "detector", "--box-threshold", "0", "--max-detections",
+           str(args.max_detections), "--overwrite", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
+    seconds = json.loads((out / "summary.json").read_text())["seconds_per_image"]
+    return {"seconds_per_image": seconds, "params": None, "instances": None}
 
 
 def teacher(args) -> dict[str, dict]:
