@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .malloc_tuning import tune_allocator
+    from .runtime.malloc_tuning import tune_allocator
 
     # glibc keeps freed tensor memory: eager CPU encoder up to 1.5x faster (REPVIT_PLUGINS_NO_MALLOC_TUNING=1 opts out)
     tune_allocator()

@@ -35,7 +35,7 @@ NMS_MODES = ("class", "agnostic", "none")
 MASK_SOURCES = ("sam", "detector")
 """Who draws the masks: SAM on the detector's boxes, or the detector itself (an mmdet Mask R-CNN student)."""
 SPEED_PRESETS = ("exact", "balanced", "fast", "realtime")
-"""Speed paths (:mod:`repvit_plugins.speed`): float32; bf16 where native; that + a smaller detector input;
+"""Speed paths (:mod:`repvit_plugins.runtime.speed`): float32; bf16 where native; that + a smaller detector input;
 the fastest detector (OmDet-Turbo) and SAM (EdgeSAM) in bf16 where native."""
 REALTIME_SAM = "edge_sam"
 """The SAM the ``realtime`` preset picks when ``--sam-model`` is not given."""

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from repvit_plugins.backbone_benchmark import CONTENDERS, contender
+from repvit_plugins.bench.backbone_benchmark import CONTENDERS, contender
 
 from ._mm_fixtures import load_tool
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from repvit_plugins.checkpoint_io import CheckpointError, load_checkpoint_file
 from repvit_plugins.models import build_repvit
 from repvit_plugins.models.repvit_keys import official_to_timm
-from repvit_plugins.zoo import ZOO, ZooEntry, cache_dir, download, resolve_checkpoint
+from repvit_plugins.weights.checkpoint_io import CheckpointError, load_checkpoint_file
+from repvit_plugins.weights.zoo import ZOO, ZooEntry, cache_dir, download, resolve_checkpoint
 
 from .conftest import randomize_batchnorm
 

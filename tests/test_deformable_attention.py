@@ -15,7 +15,7 @@ from repvit_plugins.grounding.deformable_attention import (
     multi_scale_deformable_attention,
 )
 from repvit_plugins.grounding.fusion_attention import FoldedBiMultiHeadAttention, FoldedMMBiMultiHeadAttention
-from repvit_plugins.speed import autocast
+from repvit_plugins.runtime.speed import autocast
 
 from ._grounding_fixtures import make_tiny_hf_grounding_dino, make_tiny_hf_mm_grounding_dino
 

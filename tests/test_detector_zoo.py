@@ -19,7 +19,7 @@ from repvit_plugins.grounding.detector_zoo import (
 )
 from repvit_plugins.jobs.settings import run_settings
 from repvit_plugins.options import ModelOptions, PipelineOptions
-from repvit_plugins.preflight import needed_weights
+from repvit_plugins.weights.preflight import needed_weights
 
 from ._grounding_fixtures import make_tiny_hf_grounding_dino
 
@@ -82,7 +82,7 @@ def test_realtime_picks_the_fastest_models_and_explicit_flags_override():
 
 
 def test_realtime_is_recorded_so_a_resume_refuses_a_mix(monkeypatch):
-    from repvit_plugins import speed
+    from repvit_plugins.runtime import speed
 
     monkeypatch.setattr(speed, "native_cpu_bf16", lambda: True)
     realtime = run_settings("a cat.", ModelOptions(speed="realtime", device="cpu"), PipelineOptions())

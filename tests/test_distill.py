@@ -17,7 +17,6 @@ from ._distill_fixtures import IMG_SIZE, build_workspace, make_images, save_tiny
 
 pytest.importorskip("mmengine")
 
-from repvit_plugins.checkpoint_io import CheckpointError  # noqa: E402
 from repvit_plugins.distill import (  # noqa: E402
     CacheError,
     EmbeddingCache,
@@ -31,6 +30,7 @@ from repvit_plugins.distill import (  # noqa: E402
     sam_preprocess,
 )
 from repvit_plugins.distill.embedding_cache import _KILL_ENV  # noqa: E402
+from repvit_plugins.weights.checkpoint_io import CheckpointError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tests" / "tiny_sam_distill.py"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from repvit_plugins.checkpoint_io import CheckpointError
 from repvit_plugins.grounding import (
     DetectorLoadError,
     build_caption,
@@ -19,6 +18,7 @@ from repvit_plugins.grounding import (
     tokenize_prompt,
 )
 from repvit_plugins.grounding.prompts import score_queries
+from repvit_plugins.weights.checkpoint_io import CheckpointError
 
 from ._grounding_fixtures import (
     LOW_THRESHOLDS,

@@ -104,12 +104,12 @@ def _path_through(graph: dict[str, set[str]], members: set[str], start: str) -> 
 def test_relative_imports_resolve_to_package_modules():
     graph = import_graph()
     assert {f"{ROOT}.models.repvit", f"{ROOT}.models.repvit_keys"} <= graph[f"{ROOT}.models.factory"]
-    assert f"{ROOT}.checkpoint_io" in graph[f"{ROOT}.zoo"]
+    assert f"{ROOT}.weights.checkpoint_io" in graph[f"{ROOT}.weights.zoo"]
 
 
 def test_zoo_and_model_core_import_no_model():
     graph = import_graph()
-    assert not {m for m in graph[f"{ROOT}.zoo"] if m.startswith(f"{ROOT}.models")}
+    assert not {m for m in graph[f"{ROOT}.weights.zoo"] if m.startswith(f"{ROOT}.models")}
     assert graph[f"{ROOT}.models.repvit"] == set()
 
 

@@ -1,4 +1,4 @@
-"""glibc allocator tuning applied by the entry points (repvit_plugins.malloc_tuning)."""
+"""glibc allocator tuning applied by the entry points (repvit_plugins.runtime.malloc_tuning)."""
 import pytest
 
 
@@ -14,7 +14,7 @@ class _FakeLibc:
 
 @pytest.fixture
 def malloc_tuning(monkeypatch):
-    from repvit_plugins import malloc_tuning
+    from repvit_plugins.runtime import malloc_tuning
 
     monkeypatch.setattr(malloc_tuning, "_state", {})
     for name in malloc_tuning.ENV_SETTINGS:

@@ -13,11 +13,11 @@ mmdet = pytest.importorskip("mmdet")
 mmseg = pytest.importorskip("mmseg")
 
 import repvit_plugins.mm as rmm  # noqa: E402
-from repvit_plugins.checkpoint_io import CheckpointError, load_checkpoint_file  # noqa: E402
 from repvit_plugins.mm import RepViTBackbone  # noqa: E402
 from repvit_plugins.models import ARCHS, RepViT, reparameterize  # noqa: E402
 from repvit_plugins.models.repvit_keys import official_to_timm  # noqa: E402
-from repvit_plugins.zoo import ZOO, cache_dir  # noqa: E402
+from repvit_plugins.weights.checkpoint_io import CheckpointError, load_checkpoint_file  # noqa: E402
+from repvit_plugins.weights.zoo import ZOO, cache_dir  # noqa: E402
 
 from ._mm_fixtures import ROOT, load_tool  # noqa: E402
 from .conftest import randomize_batchnorm  # noqa: E402

@@ -107,7 +107,7 @@ def test_the_fast_detector_keeps_the_stock_outputs_on_padded_batches(mm_dir):
 
 def _outputs(detector, images, precision="fp32"):
     """The model's whole output for ``images`` and the test prompt (captured while ``detector.forward`` runs)."""
-    from repvit_plugins.speed import autocast
+    from repvit_plugins.runtime.speed import autocast
 
     seen = {}
     hook = detector.model.register_forward_hook(lambda module, args, output: seen.update(outputs=output))

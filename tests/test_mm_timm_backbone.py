@@ -11,9 +11,9 @@ pytest.importorskip("mmdet")
 pytest.importorskip("mmseg")
 timm = pytest.importorskip("timm")
 
-from repvit_plugins.checkpoint_io import CheckpointError  # noqa: E402
 from repvit_plugins.mm import RepViTBackbone, TimmBackbone  # noqa: E402
 from repvit_plugins.models.timm_features import feature_channels, feature_info, feature_strides  # noqa: E402
+from repvit_plugins.weights.checkpoint_io import CheckpointError  # noqa: E402
 
 from ._mm_fixtures import ROOT  # noqa: E402
 from .conftest import randomize_batchnorm  # noqa: E402

@@ -210,7 +210,7 @@ def test_a_worker_leaves_with_its_exit_code_after_the_group_is_gone(tmp_path):
     """end_worker_process(code), as ``segment`` under torchrun calls it after its shard left the group."""
     script = """
 import sys, torch, torch.distributed as dist
-from repvit_plugins.worker_exit import end_worker_process
+from repvit_plugins.runtime.worker_exit import end_worker_process
 dist.init_process_group("gloo")
 parts = [None]
 dist.all_gather_object(parts, {"images": 3})

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from repvit_plugins.numeric_agreement import embedding_error, relative_error
+from repvit_plugins.bench.numeric_agreement import embedding_error, relative_error
 
 
 def test_embedding_and_relative_error_values():

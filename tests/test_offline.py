@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from repvit_plugins.options import ModelOptions
-from repvit_plugins.preflight import MissingWeightsError, check_weights
+from repvit_plugins.weights.preflight import MissingWeightsError, check_weights
 
 from ._grounding_fixtures import make_tiny_hf_grounding_dino
 

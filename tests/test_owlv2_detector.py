@@ -7,7 +7,7 @@ import torch
 
 from repvit_plugins.grounding import DetectorLoadError
 from repvit_plugins.grounding.owlv2_backend import Owlv2Detector
-from repvit_plugins.speed import autocast
+from repvit_plugins.runtime.speed import autocast
 
 from ._grounding_fixtures import make_tiny_owlv2
 

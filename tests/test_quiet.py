@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from repvit_plugins.quiet import quietly
+from repvit_plugins.runtime.quiet import quietly
 
 
 def test_stdout_warnings_and_root_logger_are_hidden_then_restored(capsys, caplog):

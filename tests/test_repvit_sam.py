@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 
-from repvit_plugins.checkpoint_io import CheckpointError
 from repvit_plugins.models import build_repvit_sam, reparameterize
 from repvit_plugins.models.repvit_keys import official_to_timm
 from repvit_plugins.models.repvit_sam import RepViTSamEncoder
 from repvit_plugins.sam.decoder import FastMaskDecoder
-from repvit_plugins.zoo import ZOO, cache_dir
+from repvit_plugins.weights.checkpoint_io import CheckpointError
+from repvit_plugins.weights.zoo import ZOO, cache_dir
 
 from ._sam_fixtures import SMALL, small_sam
 from .conftest import randomize_batchnorm

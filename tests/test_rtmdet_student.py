@@ -166,7 +166,7 @@ def test_prompt_classes_the_student_lacks_name_both_sets(student):
 
 
 def test_a_foreign_or_missing_checkpoint_names_the_keys(student, tmp_path):
-    from repvit_plugins.checkpoint_io import CheckpointError
+    from repvit_plugins.weights.checkpoint_io import CheckpointError
 
     config, checkpoint = student
     state = torch.load(checkpoint, weights_only=True)["state_dict"]

@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+from repvit_plugins.bench.numeric_agreement import relative_error  # noqa: E402
 from repvit_plugins.models import build_repvit_sam  # noqa: E402
-from repvit_plugins.numeric_agreement import relative_error  # noqa: E402
 from repvit_plugins.sam import SamSegmenter  # noqa: E402
 from repvit_plugins.sam.decoder_inputs import decoder_feeds  # noqa: E402
 from repvit_plugins.sam.onnx_export import PromptDecoder, check_decoder, check_encoder  # noqa: E402
@@ -102,7 +102,7 @@ def test_onnxruntime_backend_in_the_segmenter(sam, exported):
 
 
 def test_onnxruntime_backend_exports_once_into_the_cache(sam):
-    from repvit_plugins.zoo import cache_dir
+    from repvit_plugins.weights.zoo import cache_dir
 
     SamSegmenter(copy.deepcopy(sam), backend="onnxruntime")  # exports the encoder into the model cache
     files = list((cache_dir() / "onnx").glob("sam_encoder_256_*.onnx"))

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from repvit_plugins.checkpoint_io import CheckpointError
 from repvit_plugins.models.sam_registry import SAM_MODELS, build_encoder, build_sam, repvit_sam_name, sam_model
 from repvit_plugins.sam import SamSegmenter
+from repvit_plugins.weights.checkpoint_io import CheckpointError
 
 from .conftest import randomize_batchnorm
 
@@ -98,7 +98,7 @@ def test_mobile_sam_boxes_and_points_equal_mobile_sam_own_predictor():
 
 def test_download_takes_sam_model_names():
     from repvit_plugins.commands.download import _zoo_name
-    from repvit_plugins.zoo import ZOO
+    from repvit_plugins.weights.zoo import ZOO
 
     for name, spec in SAM_MODELS.items():
         if spec.checkpoint:

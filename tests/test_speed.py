@@ -9,12 +9,12 @@ import pytest
 import torch
 from torchvision.ops import box_convert
 
-from repvit_plugins import speed
+from repvit_plugins.bench.numeric_agreement import boxes_matched, embedding_error, mean_mask_iou
 from repvit_plugins.grounding import build_detector
 from repvit_plugins.grounding.factory import detector_from_options
 from repvit_plugins.jobs.settings import run_settings
-from repvit_plugins.numeric_agreement import boxes_matched, embedding_error, mean_mask_iou
 from repvit_plugins.options import ModelOptions, PipelineOptions
+from repvit_plugins.runtime import speed
 from repvit_plugins.sam import SamSegmenter
 
 from ._grounding_fixtures import LOW_THRESHOLDS, make_tiny_hf_grounding_dino

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from repvit_plugins.classification import eval_transform, evaluate_folder, throughput
+from repvit_plugins.bench.classification import eval_transform, evaluate_folder, throughput
+from repvit_plugins.bench.complexity import repvit_complexity
 from repvit_plugins.cli import main as cli_main
-from repvit_plugins.complexity import repvit_complexity
 from repvit_plugins.models import build_repvit
 
 from .conftest import randomize_batchnorm, run_tool
@@ -76,7 +76,7 @@ def test_info_command(capsys):
 
 
 def test_download_list_and_offline_message(capsys, monkeypatch):
-    from repvit_plugins import zoo
+    from repvit_plugins.weights import zoo
 
     assert cli_main(["download", "--list"]) == 0
     assert "repvit_sam" in capsys.readouterr().out
@@ -91,8 +91,8 @@ def test_import_loads_no_heavy_faces():
     import subprocess
     import sys
 
-    code = ("import sys, repvit_plugins, repvit_plugins.models, repvit_plugins.zoo, repvit_plugins.checkpoint_io, "
-            "repvit_plugins.cli;"
+    code = ("import sys, repvit_plugins, repvit_plugins.models, repvit_plugins.weights.zoo, "
+            "repvit_plugins.weights.checkpoint_io, repvit_plugins.cli;"
             "heavy=[m for m in ('mmdet','mmseg','mmengine','gradio','transformers') if m in sys.modules];"
             "print(heavy); sys.exit(bool(heavy))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from repvit_plugins.backbone_benchmark import CONTENDERS, contender, markdown_table, measure, plot_latency_top1
+from repvit_plugins.bench.backbone_benchmark import CONTENDERS, contender, markdown_table, measure, plot_latency_top1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from repvit_plugins.classification import throughput
+from repvit_plugins.bench.classification import throughput
 from repvit_plugins.models import ARCHS, build_repvit, reparameterize
 
 

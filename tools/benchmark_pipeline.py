@@ -11,7 +11,7 @@ Paths, each in its own process on the same images, one after the other:
 - ``exact``: ``--speed exact``, float32 (``before`` with the gather-based deformable attention and the fusion
   attention folded onto the text side, equal to float32 rounding);
 - ``balanced`` (the default) and ``fast``: the presets as they resolve on this CPU
-  (:mod:`repvit_plugins.speed`);
+  (:mod:`repvit_plugins.runtime.speed`);
 - ``int8``: ``exact`` with ``torch.ao.quantization.quantize_dynamic`` int8 on the detector's Linear layers;
 - ``onnx`` / ``onnx-int8``: the float32 detector (transformers' attention) traced to ONNX per input shape and run
   by onnxruntime, as is or with dynamic int8 MatMuls (:mod:`repvit_plugins.grounding.onnx_runtime`; tracing
@@ -104,7 +104,7 @@ class PathSpec:
 
 def path_spec(name: str) -> PathSpec:
     """The spec of a path on this machine (the presets resolve here, in the measuring process)."""
-    from repvit_plugins.speed import speed_plan
+    from repvit_plugins.runtime.speed import speed_plan
 
     if name == "baseline":
         return PathSpec(name, "Grounded-SAM style: fp32 eager, unfused encoder, one SamPredictor call per box",
@@ -387,7 +387,7 @@ def _slug(name: str) -> str:
 
 
 def child(args) -> None:
-    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.runtime.malloc_tuning import tune_allocator
 
     spec = path_spec(args.child)
     if spec.peer:
@@ -488,7 +488,7 @@ def run_path(name: str, models: PathModels, args) -> dict:
 
 def agreement(work: Path, name: str) -> dict:
     """``name``'s outputs against ``exact``'s (same weights, float32), over the images both have."""
-    from repvit_plugins.numeric_agreement import boxes_matched, mean_mask_iou
+    from repvit_plugins.bench.numeric_agreement import boxes_matched, mean_mask_iou
 
     ours, ref = np.load(work / f"{name}.npz"), np.load(work / "exact.npz")
     logits, boxes, matched, same_boxes, e2e = [], [], [], [], []
@@ -514,7 +514,7 @@ def _matched_mask_iou(ours, ref, i: int) -> float:
     """Mean over exact's detections of the mask IoU with the path's best-overlapping box's mask (0 below IoU 0.5)."""
     from torchvision.ops import box_iou
 
-    from repvit_plugins.numeric_agreement import mean_mask_iou
+    from repvit_plugins.bench.numeric_agreement import mean_mask_iou
 
     ref_masks, our_masks = _masks(ref, f"masks{i}"), _masks(ours, f"masks{i}")
     if len(ref_masks) == 0 or len(our_masks) == 0:
@@ -577,7 +577,7 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
-    from repvit_plugins.speed import cpu_description
+    from repvit_plugins.runtime.speed import cpu_description
 
     with tempfile.TemporaryDirectory() as tmp:
         args.work_dir = args.work_dir or tmp

@@ -11,7 +11,7 @@ encoder + mask decoder + upscaling to the image, as ``predict_torch``): 1 box,
 fast decoder and the onnxruntime decoder.
 
 Each allocator setting runs in its own process: ``default`` (glibc as it
-comes), ``mallopt`` (repvit_plugins.malloc_tuning.tune_allocator() at start-up) and
+comes), ``mallopt`` (repvit_plugins.runtime.malloc_tuning.tune_allocator() at start-up) and
 ``env`` (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000). Times are
 medians over repeated runs after warm-up. The ONNX files are exported once, up
 front, into --work-dir.
@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repvit_plugins.numeric_agreement import embedding_error
+from repvit_plugins.bench.numeric_agreement import embedding_error
+from repvit_plugins.bench.timing import median_seconds as median_latency
 from repvit_plugins.sam.zoo_benchmark import benchmark_boxes, box_mask_iou, on_embedding
-from repvit_plugins.timing import median_seconds as median_latency
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 INPUT_IMAGE = "chelsea.jpg"  # the timed input; the other demo photographs calibrate int8
@@ -133,9 +133,9 @@ def gemm_gflops(threads: int, size: int = 2048, iters: int = 5) -> float:
 def _encoder_results(args, image: torch.Tensor, paths: dict) -> dict:
     import copy
 
-    from repvit_plugins.complexity import count_macs
+    from repvit_plugins.bench.complexity import count_macs
     from repvit_plugins.models import build_repvit_sam, reparameterize
-    from repvit_plugins.speed import AutocastModule, native_cpu_bf16
+    from repvit_plugins.runtime.speed import AutocastModule, native_cpu_bf16
 
     results = {}
     torch.manual_seed(0)
@@ -217,7 +217,7 @@ def _decoder_results(args, paths: dict) -> dict:
 
 
 def child(args) -> dict:
-    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.runtime.malloc_tuning import tune_allocator
 
     tuned = tune_allocator() if args.child == "mallopt" else args.child == "env"
     torch.set_num_threads(args.threads)
@@ -289,7 +289,7 @@ def run_mode(mode: str, args, argv: list[str], paths: dict) -> dict:
 # -- the SAM zoo (--zoo) -----------------------------------------------------------------------------
 def zoo_child(args) -> dict:
     """Every entry of ``--zoo-child`` measured in this process (repvit_plugins.sam.zoo_benchmark)."""
-    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.runtime.malloc_tuning import tune_allocator
     from repvit_plugins.sam.zoo_benchmark import ZooRun, measure_entry
 
     tune_allocator()
@@ -328,8 +328,8 @@ def run_zoo(args, argv: list[str], work: Path) -> dict:
 
 
 def zoo_report(results: dict, args) -> None:
+    from repvit_plugins.runtime.speed import cpu_description
     from repvit_plugins.sam.zoo_benchmark import markdown_table
-    from repvit_plugins.speed import cpu_description
 
     failed = {name: r["failed"] for name, r in results.items() if "failed" in r}
     results = {name: r for name, r in results.items() if name not in failed}
@@ -431,7 +431,7 @@ def main(argv=None) -> int:
     if args.child or args.zoo_child:
         print("RESULT " + json.dumps(child(args) if args.child else zoo_child(args)), flush=True)
         return 0
-    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.runtime.malloc_tuning import tune_allocator
 
     tune_allocator()  # the exports in this process only
     modes = MODES if args.allocator == "all" else (args.allocator,)
@@ -448,7 +448,7 @@ def main(argv=None) -> int:
     else:
         report(results, args, exports)
     if args.json:
-        from repvit_plugins.speed import cpu_description
+        from repvit_plugins.runtime.speed import cpu_description
 
         Path(args.json).write_text(json.dumps({"args": vars(args), "cpu": cpu_description(), "exports": exports,
                                                "results": results}, indent=1))

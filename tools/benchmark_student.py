@@ -148,7 +148,7 @@ def trained_params(checkpoint: Path) -> int:
 
 def child(args) -> None:
     from repvit_plugins.io import iter_image_paths, load_image
-    from repvit_plugins.malloc_tuning import tune_allocator
+    from repvit_plugins.runtime.malloc_tuning import tune_allocator
 
     tune_allocator()
     torch.set_num_threads(args.threads)
@@ -219,7 +219,7 @@ def teacher(args) -> dict[str, dict]:
 def paths(args) -> list[str]:
     from yoloe_peer import missing_reason
 
-    from repvit_plugins.speed import native_cpu_bf16
+    from repvit_plugins.runtime.speed import native_cpu_bf16
 
     names = [f"rtmdet-{arch}:{rt}" for arch in args.archs for rt in args.runtimes
              if rt != "bf16" or native_cpu_bf16()]
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         return 0
     from yoloe_peer import INSTALL_COMMAND, missing_reason
 
-    from repvit_plugins.speed import cpu_description
+    from repvit_plugins.runtime.speed import cpu_description
 
     with tempfile.TemporaryDirectory() as tmp:
         args.work_dir = args.work_dir or tmp

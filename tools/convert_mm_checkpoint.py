@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from repvit_plugins.checkpoint_io import load_checkpoint_file, strict_load
-from repvit_plugins.zoo import resolve_checkpoint
+from repvit_plugins.weights.checkpoint_io import load_checkpoint_file, strict_load
+from repvit_plugins.weights.zoo import resolve_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -40,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from repvit_plugins.checkpoint_io import CheckpointError
     from repvit_plugins.models.sam_registry import sam_model
     from repvit_plugins.sam import SamSegmenter
     from repvit_plugins.sam.evaluation import box_prompt_ap, load_coco, point_prompt_miou
+    from repvit_plugins.weights.checkpoint_io import CheckpointError
 
     try:
         checkpoint = args.checkpoint or sam_model(args.model).checkpoint

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from repvit_plugins.numeric_agreement import embedding_error
+from repvit_plugins.bench.numeric_agreement import embedding_error
 
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "images"
 
@@ -57,8 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from repvit_plugins.io import iter_image_paths, load_image
-    from repvit_plugins.malloc_tuning import tune_allocator
     from repvit_plugins.models import build_repvit_sam
+    from repvit_plugins.runtime.malloc_tuning import tune_allocator
     from repvit_plugins.sam.onnx_export import check_decoder, check_encoder, export_decoder, export_encoder
     from repvit_plugins.sam.quantize import encoder_inputs, quantize_encoder_int8
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from repvit_plugins.complexity import repvit_complexity
+from repvit_plugins.bench.complexity import repvit_complexity
 from repvit_plugins.models import ARCHS
 
 

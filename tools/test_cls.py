@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from repvit_plugins.classification import evaluate_folder
+from repvit_plugins.bench.classification import evaluate_folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:

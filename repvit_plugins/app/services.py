@@ -258,7 +258,7 @@ def default_models(models: ModelOptions | None = None) -> DemoModels:
 
 def weights_status(models: ModelOptions | None = None) -> str:
     """A Markdown note listing the weights that are neither on disk nor downloadable now ("" when all are)."""
-    from ..preflight import MissingWeightsError, check_weights
+    from ..weights.preflight import MissingWeightsError, check_weights
 
     try:
         check_weights(models or ModelOptions())

@@ -36,8 +36,8 @@ def _hub_source(name: str) -> str | None:
 
 def _list() -> None:
     from ..grounding.detector_zoo import DETECTORS
-    from ..hub import cached_hub_model
-    from ..zoo import ZOO, cache_dir
+    from ..weights.hub import cached_hub_model
+    from ..weights.zoo import ZOO, cache_dir
 
     for name, entry in sorted(ZOO.items()):
         cached = "cached " if (cache_dir() / entry.filename).is_file() else "missing"
@@ -52,7 +52,7 @@ def _fetch_hub(repo_id: str, force: bool) -> str:
     """Download a hub model into the Hugging Face cache; its local folder."""
     from huggingface_hub import snapshot_download
 
-    from ..hub import hub_endpoint, hub_offline, reachable, use_hub_offline
+    from ..weights.hub import hub_endpoint, hub_offline, reachable, use_hub_offline
 
     if not hub_offline() and not reachable(hub_endpoint()):
         use_hub_offline()  # answer from the cache in seconds instead of retrying a dead network for minutes
@@ -60,8 +60,8 @@ def _fetch_hub(repo_id: str, force: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint_io import CheckpointError
-    from ..zoo import ZOO, download, downloads_disabled, resolve_checkpoint
+    from ..weights.checkpoint_io import CheckpointError
+    from ..weights.zoo import ZOO, download, downloads_disabled, resolve_checkpoint
 
     if args.list:
         _list()

@@ -20,9 +20,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(detector_table())
         return 0
-    from ..complexity import count_macs, count_params
+    from ..bench.complexity import count_macs, count_params
+    from ..bench.numeric_agreement import embedding_error
     from ..models import ARCHS, build_repvit, reparameterize
-    from ..numeric_agreement import embedding_error
 
     print(f"{'model':<7}{'params':>9}{'fused':>9}{'MACs':>8}  {'det taps':<18}{'seg taps':<18}fused == unfused")
     worst = 0.0

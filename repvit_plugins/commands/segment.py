@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..worker_exit import end_worker_process
+from ..runtime.worker_exit import end_worker_process
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, coco_flag: bool = True) -> None:
@@ -75,7 +75,7 @@ def label(args: argparse.Namespace, outputs) -> Labelled:
     from ..jobs.settings import run_settings
     from ..jobs.shards import Shard, parse_shard
     from ..options import ModelOptions, PipelineOptions
-    from ..preflight import check_weights
+    from ..weights.preflight import check_weights
     from .arguments import options_from_args
 
     shard = parse_shard(args.shard) if args.shard else Shard.from_env()
@@ -124,7 +124,7 @@ def report(done: Labelled, out: str) -> int:
 
 def finish_run(done: Labelled, code: int) -> int:
     """``code``, the run's exit code; a ``torchrun`` worker leaves with it at once, before the interpreter
-    teardown that gloo's threads can abort (:mod:`~repvit_plugins.worker_exit`)."""
+    teardown that gloo's threads can abort (:mod:`~repvit_plugins.runtime.worker_exit`)."""
     if done.shard.launched:
         end_worker_process(code)
     return code
@@ -132,10 +132,10 @@ def finish_run(done: Labelled, code: int) -> int:
 
 def labelling_errors() -> tuple[type[BaseException], ...]:
     """What :func:`label` raises for a user's mistake or a missing file (reported in one line, exit code 2)."""
-    from ..checkpoint_io import CheckpointError
     from ..grounding import DetectorLoadError
     from ..jobs.labeler import RunSettingsMismatch
-    from ..preflight import MissingWeightsError
+    from ..weights.checkpoint_io import CheckpointError
+    from ..weights.preflight import MissingWeightsError
 
     return MissingWeightsError, CheckpointError, DetectorLoadError, RunSettingsMismatch, OSError, ValueError
 

@@ -12,9 +12,9 @@ from typing import Mapping
 
 import torch
 
-from ..checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file
 from ..models.repvit import ARCHS
-from ..zoo import resolve_checkpoint
+from ..weights.checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file
+from ..weights.zoo import resolve_checkpoint
 from .agreement import decode_logits
 from .teachers import load_prompt_decoder_state
 

@@ -34,10 +34,10 @@ def load_student_weights(encoder: RepViTSamEncoder, spec: str | os.PathLike) -> 
     ``spec`` is a path or zoo name: ``'repvit_m0_9_distill_450e'`` (official / timm / mm layouts, the
     classifier is dropped) or a flat ``image_encoder.*`` file such as ``repvit_sam.pt``.
     """
-    from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
     from ..models.factory import load_repvit_weights
     from ..models.repvit import RepViT
-    from ..zoo import resolve_checkpoint
+    from ..weights.checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
+    from ..weights.zoo import resolve_checkpoint
 
     state = extract_state_dict(load_checkpoint_file(resolve_checkpoint(spec)))
     if any(k.startswith("image_encoder.") for k in state):

@@ -1,9 +1,9 @@
 """Frozen SAM teachers: ``segment_anything``'s ViT-B/L/H, RepViT-SAM, or a custom ViT.
 
 Every teacher is a ``segment_anything.modeling.Sam`` in eval mode with gradients
-off. Weights load only through :mod:`repvit_plugins.zoo` and
-:mod:`repvit_plugins.checkpoint_io` (``weights_only=True``, strict key checks). When the embeddings come from the
-cache, build it with ``with_encoder=False``: only the prompt encoder and mask
+off. Weights load only through :mod:`repvit_plugins.weights.zoo` and
+:mod:`repvit_plugins.weights.checkpoint_io` (``weights_only=True``, strict key checks). When the embeddings come
+from the cache, build it with ``with_encoder=False``: only the prompt encoder and mask
 decoder are built and loaded (about 4M parameters instead of 636M for ViT-H).
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def teacher_name(model_type: str, checkpoint: str | os.PathLike | None = None, a
 
 def load_prompt_decoder_state(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The ``prompt_encoder.*`` and ``mask_decoder.*`` tensors of a flat SAM / RepViT-SAM checkpoint."""
-    from ..checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file
-    from ..zoo import resolve_checkpoint
+    from ..weights.checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file
+    from ..weights.zoo import resolve_checkpoint
 
     if isinstance(checkpoint, Mapping):
         state = extract_state_dict(dict(checkpoint))
@@ -101,7 +101,7 @@ def build_teacher(model_type: str = "vit_h", checkpoint: str | os.PathLike | Non
         if with_encoder:
             load_sam_checkpoint(sam, checkpoint)
         else:
-            from ..checkpoint_io import strict_load
+            from ..weights.checkpoint_io import strict_load
 
             own = nn.ModuleDict(dict(prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder))
             strict_load(own, load_prompt_decoder_state(checkpoint), what=str(checkpoint))

@@ -18,7 +18,7 @@ import torch
 
 from ..detections import CLASS_NAME
 from ..options import PipelineOptions
-from ..speed import autocast
+from ..runtime.speed import autocast
 from .prompts import DEFAULT_MAX_TOKENS, PromptChunk, parse_prompt, score_queries, tokenize_prompt
 
 __all__ = ["DetectorLoadError", "GroundingDetector", "RawDetections", "pad_for_detection", "select_detections"]
@@ -121,7 +121,7 @@ class GroundingDetector(ABC):
     Args:
         device: torch device of the model.
         precision: ``'fp32'``, or ``'bf16'`` / ``'fp16'`` to run the model under ``torch.autocast``
-            (see :mod:`repvit_plugins.speed`; bf16 pays off on CPUs with native bf16 and on GPUs).
+            (see :mod:`repvit_plugins.runtime.speed`; bf16 pays off on CPUs with native bf16 and on GPUs).
         options: defaults for :meth:`detect` (thresholds, NMS, top-k, batch size); see
             :class:`~repvit_plugins.options.PipelineOptions`.
         **overrides: single options instead, e.g. ``nms='agnostic', max_detections=10``.

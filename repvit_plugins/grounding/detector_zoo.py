@@ -114,7 +114,7 @@ def hf_config_path(source: str) -> Path | None:
         return folder / "config.json"
     if folder.exists():
         return None
-    from ..hub import cached_hub_model  # imports huggingface_hub
+    from ..weights.hub import cached_hub_model  # imports huggingface_hub
 
     cached = cached_hub_model(source) if source.count("/") == 1 else None
     return cached / "config.json" if cached is not None else None

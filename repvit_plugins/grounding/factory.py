@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..options import DETECTOR_BACKENDS, ModelOptions, PipelineOptions
-from ..speed import speed_plan_of
+from ..runtime.speed import speed_plan_of
 from .detector import GroundingDetector
 
 __all__ = ["BACKENDS", "build_detector", "build_grounded_sam", "detector_from_options", "sam_checkpoint_of",

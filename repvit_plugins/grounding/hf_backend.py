@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
-from ..mapped_weights import copy_out_of_maps, mapped_files
-from ..speed import cast_matmul_weights
+from ..runtime.mapped_weights import copy_out_of_maps, mapped_files
+from ..runtime.speed import cast_matmul_weights
+from ..weights.hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
 from .deformable_attention import use_fast_deformable_attention
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
@@ -68,8 +68,9 @@ def _prepare_hub(source: str) -> bool:
 
 def cast_loaded_weights(model: torch.nn.Module, precision: str, maps_before: set) -> None:
     """Store ``model``'s matmul weights in ``precision`` once (what autocast casts on every call) and copy what
-    is left of the files mapped since ``maps_before`` (:func:`~repvit_plugins.mapped_weights.mapped_files`) out of
-    their maps: the float32 file is not needed any more."""
+    is left of the files mapped since ``maps_before``
+    (:func:`~repvit_plugins.runtime.mapped_weights.mapped_files`) out of their maps: the float32 file is not needed
+    any more."""
     if cast_matmul_weights(model, precision):
         copy_out_of_maps(mapped_files() - maps_before)
 

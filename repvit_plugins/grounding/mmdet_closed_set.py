@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..zoo import resolve_checkpoint
+from ..weights.zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, RawDetections
 from .prompts import PromptChunk
 
@@ -105,7 +105,7 @@ class MMDetClosedSetDetector(GroundingDetector):
     Args:
         config: the config it was trained with.
         checkpoint: its weights (path or zoo name; read with ``weights_only=True``; every key must fit the
-            config's model, else a :class:`~repvit_plugins.checkpoint_io.CheckpointError` names them).
+            config's model, else a :class:`~repvit_plugins.weights.checkpoint_io.CheckpointError` names them).
         fuse: re-parameterize a RepViT backbone with its own ``fuse()`` (same boxes, faster).
         channels_last: store a single-stage model in channels-last memory format (faster convolutions on CPU;
             two-stage models stay as they are: mmcv's RoIAlign reads NCHW memory).

@@ -21,8 +21,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..mapped_weights import copy_out_of_maps, mapped_files
-from ..speed import cast_matmul_weights
+from ..runtime.mapped_weights import copy_out_of_maps, mapped_files
+from ..runtime.speed import cast_matmul_weights
 from .detector import MIN_SIDE, DetectorLoadError, GroundingDetector, RawDetections, load_error
 from .hf_backend import _download_hint, _prepare_hub, _resolve
 from .prompt_limits import CLIP_MAX_TOKENS

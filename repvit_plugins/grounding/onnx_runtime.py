@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..quiet import quietly
+from ..runtime.quiet import quietly
 from ..sam.ort_backend import create_session
 from ..sam.segmenter import weights_digest
 from .deformable_attention import FastMultiScaleDeformableAttention

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
-from ..quiet import quietly
-from ..zoo import resolve_checkpoint
+from ..runtime.quiet import quietly
+from ..weights.checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
+from ..weights.zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..mapped_weights import mapped_files
+from ..runtime.mapped_weights import mapped_files
 from .detector import GroundingDetector, RawDetections, load_error
 from .hf_backend import _download_hint, _prepare_hub, _resolve, cast_loaded_weights
 from .prompts import PromptChunk

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..options import ModelOptions, PipelineOptions
-from ..speed import speed_plan_of
+from ..runtime.speed import speed_plan_of
 
 __all__ = ["run_settings"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ..checkpoint_io import extract_state_dict
+from ..weights.checkpoint_io import extract_state_dict
 
 __all__ = ["KEY_RENAMES", "convert_mm_checkpoint"]
 

@@ -29,10 +29,10 @@ def load_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu
     """Build the config's model, load ``checkpoint`` (weights_only, every key must fit), optionally re-parameterize.
 
     Raises :class:`UnsupportedScopeError` for a config of another ``default_scope`` and
-    :class:`~repvit_plugins.checkpoint_io.CheckpointError` naming the keys of a checkpoint that does not fit
+    :class:`~repvit_plugins.weights.checkpoint_io.CheckpointError` naming the keys of a checkpoint that does not fit
     the config's model (mmengine alone would only warn and leave those weights random).
     """
-    from ..checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file, strict_load
+    from ..weights.checkpoint_io import CheckpointError, extract_state_dict, load_checkpoint_file, strict_load
 
     register_safe_globals()
     cfg = Config.fromfile(str(config))

@@ -20,7 +20,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from ..worker_exit import end_worker_process
+from ..runtime.worker_exit import end_worker_process
 from . import register_safe_globals
 
 __all__ = ["parse_with_launcher", "load_config", "prepare_train", "prepare_test", "build_runner",
@@ -167,7 +167,7 @@ def build_runner(cfg: Config) -> Any:
 def finish_distributed_worker() -> None:
     """End a worker process of a finished distributed run (``torchrun``); a no-op without a process group.
 
-    :func:`~repvit_plugins.worker_exit.end_worker_process` with exit code 0: the process group destroyed,
+    :func:`~repvit_plugins.runtime.worker_exit.end_worker_process` with exit code 0: the process group destroyed,
     logs and standard streams flushed, no interpreter teardown (where gloo's threads abort the process).
     Call it only after success and only from a script's ``__main__`` (it ends the process).
     """

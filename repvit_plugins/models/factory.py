@@ -7,8 +7,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
-from ..zoo import resolve_checkpoint
+from ..weights.checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
+from ..weights.zoo import resolve_checkpoint
 from .repvit import RepViT
 from .repvit_keys import is_timm_layout, timm_to_official
 

@@ -44,11 +44,11 @@ def encoder_input_size(encoder: nn.Module) -> int:
 def load_sam_checkpoint(sam: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:
     """Load a flat SAM state dict (path, zoo name or dict) with strict key checking.
 
-    Raises :class:`~repvit_plugins.checkpoint_io.CheckpointError` naming missing,
+    Raises :class:`~repvit_plugins.weights.checkpoint_io.CheckpointError` naming missing,
     unexpected or mis-shaped keys.
     """
-    from ..checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
-    from ..zoo import resolve_checkpoint
+    from ..weights.checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
+    from ..weights.zoo import resolve_checkpoint
 
     if isinstance(checkpoint, Mapping):
         state, what = extract_state_dict(dict(checkpoint)), "state dict"

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint_io import CheckpointError, strict_load
+from ..weights.checkpoint_io import CheckpointError, strict_load
 from .attention_bias import fit_attention_biases, set_attention_resolution
 from .factory import read_state_dict
 

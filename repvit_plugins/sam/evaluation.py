@@ -39,7 +39,7 @@ def load_coco(coco_or_path):
     """A ``pycocotools`` ``COCO`` from an annotations file (quietly), or the one given."""
     from pycocotools.coco import COCO
 
-    from ..quiet import quietly
+    from ..runtime.quiet import quietly
 
     if not isinstance(coco_or_path, (str, Path)):
         return coco_or_path
@@ -77,7 +77,7 @@ def box_prompt_ap(segmenter, coco_gt, images_dir: str | Path, detections: str | 
 
     from ..exporters import mask_to_rle
     from ..io import load_image
-    from ..quiet import quietly
+    from ..runtime.quiet import quietly
 
     gt = load_coco(coco_gt)
     if isinstance(detections, (str, Path)):

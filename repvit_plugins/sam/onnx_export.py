@@ -25,9 +25,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..bench.numeric_agreement import relative_error
 from ..models.sam_parts import encoder_input_size
-from ..numeric_agreement import relative_error
-from ..quiet import quietly
+from ..runtime.quiet import quietly
 from .decoder_inputs import DECODER_INPUTS, decoder_feeds
 from .ort_backend import OrtImageEncoder, OrtPromptDecoder
 

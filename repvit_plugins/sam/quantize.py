@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import numpy as np
 
 from ..models.sam_parts import SAM_PIXEL_MEAN, SAM_PIXEL_STD
-from ..quiet import quietly
+from ..runtime.quiet import quietly
 
 T = TypeVar("T")
 

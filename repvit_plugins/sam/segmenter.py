@@ -38,7 +38,7 @@ def weights_digest(*modules: nn.Module) -> str:
 
 def _cached_onnx(sam: nn.Module, kind: str) -> Path:
     """Export the encoder or decoder once into the model cache, keyed by the weights."""
-    from ..zoo import cache_dir
+    from ..weights.zoo import cache_dir
     from .onnx_export import export_decoder, export_encoder
 
     part = sam.image_encoder if kind == "encoder" else nn.ModuleList([sam.prompt_encoder, sam.mask_decoder])
@@ -106,7 +106,7 @@ class SamSegmenter:
 
     def _torch_model(self, fuse: bool, channels_last: bool, compile: bool, precision: str) -> nn.Module:
         from ..models.repvit import reparameterize
-        from ..speed import AutocastModule
+        from ..runtime.speed import AutocastModule
 
         encoder = self.sam.image_encoder
         if fuse:

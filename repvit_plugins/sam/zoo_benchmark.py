@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..numeric_agreement import embedding_error
-from ..timing import median_seconds
+from ..bench.numeric_agreement import embedding_error
+from ..bench.timing import median_seconds
 
 __all__ = ["PATHS", "ZooRun", "benchmark_boxes", "box_mask_iou", "markdown_table", "measure_entry",
            "on_embedding"]
@@ -139,7 +139,7 @@ def _not_applicable(entry: _Entry, path: str, reason: str) -> None:
 def _torch_paths(entry: _Entry, run: ZooRun) -> None:
     """eager, fused, channels_last and bf16, changing the model's encoder in place (no copies of a 2.5 GB ViT-H)."""
     from ..models.repvit import is_reparameterizable, reparameterize
-    from ..speed import AutocastModule, native_cpu_bf16
+    from ..runtime.speed import AutocastModule, native_cpu_bf16
 
     encoder, x = entry.sam.image_encoder, entry.image
     _time_path(entry, "eager", run, encoder, x)
@@ -216,7 +216,7 @@ def measure_entry(name: str, photo: np.ndarray | None, calibration: list[np.ndar
     Returns ``{"paths": {path: {"s", "error", "mask_iou"} or {"reason"}}, "params", "macs", "peak_rss_mb",
     "decoder_ms_per_box", ...}``.
     """
-    from ..complexity import count_macs, count_params
+    from ..bench.complexity import count_macs, count_params
     from ..models.sam_parts import encoder_input_size
     from ..models.sam_registry import sam_model
     from .quantize import encoder_inputs, sam_normalization

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..runtime.quiet import quietly
 from .complexity import count_macs, count_params
-from .quiet import quietly
 from .timing import median_seconds
 
 __all__ = ["CONTENDERS", "Contender", "Measurement", "contender", "latency_ms", "measure", "markdown_table",
@@ -64,7 +64,7 @@ CONTENDERS: tuple[Contender, ...] = (
 def contender(spec: str) -> Contender:
     """A contender by name (``'RepViT-M1.1'``, ``'EfficientViT-B1'``) or any timm model as ``'timm:NAME'``."""
     if spec.startswith("timm:"):
-        from .models.timm_features import create_features
+        from ..models.timm_features import create_features
 
         with torch.device("meta"), quietly():  # how many feature levels it has, without building weights
             levels = len(create_features(spec[5:], 1).feature_info.info)
@@ -100,7 +100,7 @@ def latency_ms(run: Callable[[], object], warmup: int, iters: int) -> float:
 
 def _classifier(entry: Contender) -> nn.Module:
     if entry.arch:
-        from .models import build_repvit, reparameterize
+        from ..models import build_repvit, reparameterize
 
         return reparameterize(build_repvit(entry.arch, distillation=True).eval())
     import timm
@@ -113,10 +113,10 @@ def _classifier(entry: Contender) -> nn.Module:
 
 def _detection_backbone(entry: Contender, det_size: tuple[int, int]) -> nn.Module:
     if entry.arch:
-        from .models import build_repvit, reparameterize
+        from ..models import build_repvit, reparameterize
 
         return reparameterize(build_repvit(entry.arch, num_classes=0).eval())
-    from .models.timm_features import create_features
+    from ..models.timm_features import create_features
 
     img_size = det_size if entry.fixed_size_attention else None
     with quietly():
@@ -125,8 +125,8 @@ def _detection_backbone(entry: Contender, det_size: tuple[int, int]) -> nn.Modul
 
 def _onnx_latency(model: nn.Module, x: torch.Tensor, warmup: int, iters: int) -> tuple[float | None, str]:
     """onnxruntime latency of ``model`` exported with torch's dynamo exporter, or ``(None, why not)``."""
-    from .sam.onnx_export import _export
-    from .sam.ort_backend import create_session
+    from ..sam.onnx_export import _export
+    from ..sam.ort_backend import create_session
 
     with tempfile.TemporaryDirectory() as folder:
         try:

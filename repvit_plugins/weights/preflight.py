@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..options import ModelOptions
 from .checkpoint_io import CheckpointError
 from .hub import cached_hub_model, hub_endpoint, hub_offline, looks_like_local_path, reachable_hosts, use_hub_offline
-from .options import ModelOptions
 from .zoo import cache_dir, downloads_disabled, resolve_checkpoint, zoo_entry
 
 __all__ = ["MissingWeight", "MissingWeightsError", "Need", "check_weights", "needed_weights"]
@@ -68,7 +68,7 @@ def needed_weights(models: ModelOptions, *, sam: bool = True) -> list[Need]:
     if str(detector_model or "").endswith(".onnx"):
         needs.append(Need("student detector ONNX file", "file", str(detector_model), "--detector-model"))
     elif models.detector == "hf":
-        from .grounding.detector_zoo import resolve_detector_model
+        from ..grounding.detector_zoo import resolve_detector_model
 
         needs.append(_model_need("detector model", resolve_detector_model(detector_model), "--detector-model"))
     else:
@@ -77,13 +77,13 @@ def needed_weights(models: ModelOptions, *, sam: bool = True) -> list[Need]:
         if models.detector == "original" or models.detector_checkpoint:
             spec = models.detector_checkpoint or "groundingdino_swint_ogc"
             needs.append(_checkpoint_need("detector checkpoint", spec, "--detector-checkpoint"))
-        from .grounding.mmdet_closed_set import is_closed_set_config
+        from ..grounding.mmdet_closed_set import is_closed_set_config
 
         if models.detector == "original" or not is_closed_set_config(models.detector_model):
             needs.append(_model_need("BERT text encoder", models.text_encoder or BERT, "--text-encoder"))
     if not sam:  # the detector draws the masks (--masks detector)
         return needs
-    from .grounding.factory import sam_checkpoint_of
+    from ..grounding.factory import sam_checkpoint_of
 
     needs.append(_checkpoint_need(f"SAM checkpoint ({models.resolved_sam_model})", sam_checkpoint_of(models),
                                   "--sam-checkpoint"))

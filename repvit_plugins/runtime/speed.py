@@ -20,7 +20,8 @@ from typing import Any, ContextManager
 
 import torch
 
-from .options import SPEED_PRESETS, ModelOptions
+from ..options import SPEED_PRESETS, ModelOptions
+from .switches import env_switch
 
 __all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "cast_matmul_weights",
            "cpu_description", "native_cpu_bf16", "speed_plan", "speed_plan_of"]
@@ -34,9 +35,9 @@ FAST_IMAGE_SIZE = (512, 853)
 @functools.lru_cache(maxsize=None)
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (oneDNN's bf16 kernels and AVX512-BF16 or AMX present)."""
-    forced = os.environ.get("REPVIT_PLUGINS_BF16")
-    if forced in ("0", "1"):
-        return forced == "1"
+    forced = env_switch("REPVIT_PLUGINS_BF16")
+    if forced is not None:
+        return forced
     if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False  # also False under ONEDNN_MAX_CPU_ISA=AVX2, which emulates an AVX2-only CPU
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

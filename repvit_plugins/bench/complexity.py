@@ -25,7 +25,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224))
 
 def repvit_complexity(arch: str, size: int = 224, distillation: bool = True) -> dict[str, int]:
     """``params``, ``macs`` of a RepViT classifier at ``size x size`` and the same ``fused_params``, ``fused_macs``."""
-    from .models import build_repvit, reparameterize
+    from ..models import build_repvit, reparameterize
 
     model = build_repvit(arch, distillation=distillation).eval()
     shape = (1, 3, size, size)

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.switches import env_switch
 from .checkpoint_io import CheckpointError
 
 __all__ = ["RELEASE", "ZooEntry", "ZOO", "cache_dir", "download", "downloads_disabled", "resolve_checkpoint",
@@ -138,7 +139,7 @@ def download(entry: ZooEntry | str, *, progress: bool = True, force: bool = Fals
 
 def downloads_disabled() -> bool:
     """``REPVIT_PLUGINS_OFFLINE=1`` turns every download off (the tests set it)."""
-    return os.environ.get("REPVIT_PLUGINS_OFFLINE", "").lower() in ("1", "true", "yes")
+    return bool(env_switch("REPVIT_PLUGINS_OFFLINE"))
 
 
 def zoo_entry(spec: str | os.PathLike) -> ZooEntry | None:

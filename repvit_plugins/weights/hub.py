@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from ..runtime.switches import env_switch
+
 __all__ = ["PROBE_TIMEOUT", "cached_hub_model", "hub_endpoint", "hub_offline", "looks_like_local_path", "reachable",
            "reachable_hosts", "use_hub_offline"]
 
 PROBE_TIMEOUT = 3.0
 """Seconds a connection probe waits for a host."""
 
-_TRUE = ("1", "true", "yes", "on")
 
 
 def hub_endpoint() -> str:
@@ -37,7 +38,7 @@ def looks_like_local_path(spec: str) -> bool:
 def hub_offline() -> bool:
     """Whether the Hugging Face hub must not be asked (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` or
     ``REPVIT_PLUGINS_OFFLINE``)."""
-    return any(os.environ.get(name, "").lower() in _TRUE
+    return any(env_switch(name)
                for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPVIT_PLUGINS_OFFLINE"))
 
 

@@ -52,7 +52,7 @@ def evaluate_folder(data: str | os.PathLike, arch: str, checkpoint: str | os.Pat
     from torchvision.datasets import ImageFolder
     from tqdm.auto import tqdm
 
-    from .models import build_repvit, reparameterize
+    from ..models import build_repvit, reparameterize
 
     model = build_repvit(arch, num_classes=num_classes, distillation=distillation, pretrained=checkpoint)
     if fuse:
