@@ -64,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work-dir", help="folder for the random models, exports and outputs (default: temp)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--plot", help="draw seconds per image against parameters into this PNG")
+    parser.add_argument("--from-json", help="measure nothing: report (and --plot) the results of an earlier --json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -238,6 +239,12 @@ def main(argv=None) -> int:
 
     from repvit_plugins.runtime.speed import cpu_description
 
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        report(saved["paths"], saved["cpu"], args)
+        if args.plot:
+            plot(saved["paths"], saved["cpu"], Path(args.plot))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         args.work_dir = args.work_dir or tmp
         Path(args.work_dir).mkdir(parents=True, exist_ok=True)
@@ -251,6 +258,17 @@ def main(argv=None) -> int:
         if args.teacher:
             results.update(teacher(args))
     cpu = cpu_description()
+    report(results, cpu, args)
+    if not args.no_peer and "yoloe-11s-seg" not in results:
+        print(f"\nYOLOE-11s-seg skipped: {missing_reason()} ({INSTALL_COMMAND})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu, "args": vars(args), "paths": results}, indent=2))
+    if args.plot:
+        plot(results, cpu, Path(args.plot))
+    return 0
+
+
+def report(results: dict[str, dict], cpu: str, args) -> None:
     peer = results.get("yoloe-11s-seg", {}).get("seconds_per_image")
     print(f"\nStudents and peers, {args.passes} timed pass(es) over the photos, --max-detections "
           f"{args.max_detections}, {args.threads} threads; {cpu}\n")
@@ -264,32 +282,34 @@ def main(argv=None) -> int:
         ratio = f"{s / peer:.2f}x" if peer else "-"
         instances = "-" if r.get("instances") is None else f"{r['instances']:.1f}"
         print(f"| {name} | {params} | **{s:.3f}** | {ratio} | {instances} |")
-    if peer is None and not args.no_peer:
-        print(f"\nYOLOE-11s-seg skipped: {missing_reason()} ({INSTALL_COMMAND})")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu, "args": vars(args), "paths": results}, indent=2))
-    if args.plot:
-        plot(results, cpu, Path(args.plot))
-    return 0
 
 
 def plot(results: dict[str, dict], cpu: str, target: Path) -> None:
-    """Seconds per image against parameters (millions), one point per path that has both."""
+    """Seconds per image against parameters (millions): a line per RTMDet-Ins runtime, a point per other model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    series: dict[str, list[tuple[float, float]]] = {}
     for name, r in results.items():
-        if r.get("params") and "seconds_per_image" in r:
-            ax.scatter(r["params"] / 1e6, r["seconds_per_image"], s=36)
-            ax.annotate(name, (r["params"] / 1e6, r["seconds_per_image"]), fontsize=7, xytext=(4, 2),
-                        textcoords="offset points")
-    ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel("seconds per image")
-    ax.set_title(f"Students vs peers (random weights)\n{cpu.split(';')[0]}", fontsize=9)
-    ax.grid(alpha=0.3)
+        if not r.get("params") or "seconds_per_image" not in r:
+            continue
+        x, y = r["params"] / 1e6, r["seconds_per_image"]
+        if name.startswith("rtmdet-"):
+            series.setdefault("RTMDet-Ins RepViT, " + name.split(":")[1], []).append((x, y))
+        else:
+            ax.scatter(x, y, s=40, marker="s" if name.startswith("yoloe") else "^", label=name, zorder=3)
+    for label, points in series.items():
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters (millions; RTMDet-Ins points: M0.6, M0.9, M1.1)")
+    ax.set_ylabel("seconds per image (log)")
+    ax.set_title(f"Students vs YOLOE-11s-seg, random weights, 640 input\n{cpu.split(';')[0]}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, dpi=120)
