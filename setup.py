@@ -1,7 +1,31 @@
-"""Install with ``bash tools/setup_env.sh`` (exact pins); ``pip install -e .[all]`` for loose ranges."""
+"""Install with ``bash tools/setup_env.sh`` (exact pins); ``pip install -e .[all]`` for loose ranges.
+
+A built wheel carries ``configs/`` and the demo photos in ``repvit_plugins/.mim/`` (as OpenMMLab packages carry
+theirs), so an installed package generates training configs and serves the demo without the checkout.
+"""
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+PACKAGED = {"configs": "configs", "demo/images": "demo/images"}
+"""Checkout folders copied into ``repvit_plugins/.mim/`` of a built wheel (read by ``runtime/resources.py``)."""
+
+
+class BuildWithResources(build_py):
+    """``build_py`` that also copies :data:`PACKAGED` into the package (not for editable installs, which read the
+    checkout)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        for source, target in PACKAGED.items():
+            destination = Path(self.build_lib) / "repvit_plugins" / ".mim" / target
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.copytree(HERE / source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 EXTRAS = {
     "mm": ["mmengine>=0.10,<0.11", "mmcv>=2.0,<2.2", "mmdet>=3.1,<3.4", "mmsegmentation>=1.1,<1.3", "ftfy"],
@@ -21,6 +45,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["repvit_plugins", "repvit_plugins.*"]),
+    package_data={"repvit_plugins": ["py.typed"]},
+    cmdclass={"build_py": BuildWithResources},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

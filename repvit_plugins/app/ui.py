@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import functools
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from ..options import REALTIME_SAM, ModelOptions, PipelineOptions, option_specs
+from ..runtime.resources import example_images_dir
 from .services import (
     TABLE_HEADERS,
     ClickState,
@@ -21,7 +21,7 @@ from .services import (
 TEXT_CONTROLS = ("box_threshold", "text_threshold", "nms", "max_detections")
 SPEED_HELP = next(spec.help for spec in option_specs(ModelOptions) if spec.name == "speed")
 """The :class:`~repvit_plugins.options.PipelineOptions` the Text tab offers (in this order)."""
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "demo" / "images"
+EXAMPLES_DIR = example_images_dir()
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_MAX_FILE_SIZE = "10mb"
 

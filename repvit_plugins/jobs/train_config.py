@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..runtime.resources import config_path
+
 __all__ = ["KINDS", "STUDENTS", "RTMDetAugmentation", "TrainingSchedule", "config_name", "project_config",
            "rtmdet_augmentation", "write_training_config"]
 
@@ -23,11 +25,9 @@ TARGET_ITERATIONS = 4000
 
 
 def project_config(relative: str) -> Path:
-    """The absolute path of one of the project's configs, ``relative`` to its ``configs/`` folder.
-
-    Every generated config inherits through this function: the one place that knows where the configs live.
-    """
-    return Path(__file__).resolve().parents[2] / "configs" / relative
+    """The absolute path of one of the project's configs, ``relative`` to its ``configs/`` folder (inside an
+    installed wheel, or the checkout's): every generated config inherits through this function."""
+    return config_path(relative)
 
 
 def config_name(arch: str, kind: str = "mask-rcnn") -> str:
