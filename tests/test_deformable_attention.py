@@ -138,7 +138,7 @@ def _maps_of(folder) -> list[str]:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
 def test_bf16_detector_lets_go_of_the_float32_file(hf_dir):
-    """Once the weights are cast, model.safetensors is unmapped (it was 0.57 GB of RSS at full size); the
+    """Once the weights are cast, model.safetensors is unmapped (0.57 GB of resident pages at full size); the
     float32 detector keeps its weights in the map (they are its weights) and gives the same bf16 outputs."""
     image = np.random.default_rng(2).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     detector = build_detector("hf", model=str(hf_dir), precision="bf16")

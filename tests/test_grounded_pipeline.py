@@ -141,3 +141,32 @@ def test_mask_source_is_checked_when_the_pipeline_is_made(detector, sam):
         GroundedSAM(detector, None, masks="detector")
     with pytest.raises(ValueError, match="masks='sam' needs a segmenter"):
         GroundedSAM(detector, None)
+
+
+def test_stage_timer_reports_the_stages_and_changes_no_result(detector, sam, images, tmp_path):
+    import time
+
+    from PIL import Image
+
+    from repvit_plugins.runtime.stage_timer import StageTimer
+
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    plain = _pipeline(detector, sam, batch_size=1).predict(paths, PROMPT)  # one size per detector batch
+    timer = StageTimer()
+    pipeline = _pipeline(detector, sam, batch_size=1)
+    pipeline.timer = timer
+    start = time.perf_counter()
+    timed_run = pipeline.predict(paths, PROMPT)
+    wall = time.perf_counter() - start
+    seconds = timer.take()
+    assert set(seconds) == {"load", "detect", "encoder", "decoder", "masks"}
+    assert all(s > 0 for s in seconds.values())
+    assert 0.8 * wall <= sum(seconds.values()) <= wall
+    assert timer.take() == {}
+    for a, b in zip(plain, timed_run):
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.data["mask_score"], b.data["mask_score"])

@@ -63,9 +63,22 @@ def write_photos(folder: Path, count: int, size: int) -> Path:
     return folder
 
 
-def main(argv=None) -> dict:
-    from repvit_plugins.commands import segment
+def label(args: argparse.Namespace) -> int:
+    """Run the labelling job as ``segment`` does; its exit code (2: an error the message explains)."""
+    import sys
 
+    from repvit_plugins.commands import segment
+    from repvit_plugins.jobs.labelling import label_images, labelling_errors
+
+    try:
+        done = label_images(**segment.job_arguments(args, segment.outputs_of(args)))
+    except labelling_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return segment.report(done, args.out)
+
+
+def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
     photos = write_photos(Path(args.inputs[0]), args.images, args.size)
@@ -82,7 +95,7 @@ def main(argv=None) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    code = segment.run(args)
+    code = label(args)
     stop.set()
     sampler.join()
     warm = next((s for s in samples if s[1] >= args.warmup * args.images), samples[-1])

@@ -33,12 +33,13 @@ def prepare_image(source: Any, max_side: int) -> PreparedImage:
     """Decode an upload robustly and downscale it to ``max_side`` (with a note saying so)."""
     from PIL import Image
 
-    from ..io import ImageLoadError, load_image
+    from ..grounding.inputs import as_image
+    from ..io import ImageLoadError
 
     if source is None:
         raise DemoError("Upload an image first.")
     try:
-        image = load_image(source)
+        image = as_image(source)
     except ImageLoadError as err:
         raise DemoError(f"That file could not be read as an image: {err}") from err
     height, width = image.shape[:2]

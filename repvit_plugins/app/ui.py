@@ -19,8 +19,11 @@ from .services import (
 )
 
 TEXT_CONTROLS = ("box_threshold", "text_threshold", "nms", "max_detections")
+"""The :class:`~repvit_plugins.options.PipelineOptions` the Text tab offers, in the order ``/text_mode`` takes them."""
 SPEED_HELP = next(spec.help for spec in option_specs(ModelOptions) if spec.name == "speed")
-"""The :class:`~repvit_plugins.options.PipelineOptions` the Text tab offers (in this order)."""
+API_NAMES = ("text_mode", "click", "clear_clicks", "everything_mode")
+"""The page's API endpoints (``gradio_client``: ``client.predict(..., api_name="/text_mode")``); each parameter is
+named after its function argument."""
 EXAMPLES_DIR = example_images_dir()
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_MAX_FILE_SIZE = "10mb"
@@ -67,16 +70,17 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
 
     ``sam_models``: zoo names offered in the page's SAM model choice (the first is the default; none: no choice).
     ``speeds``: speed presets offered on the Text tab (the first is the demo's own; none: no choice); choosing
-    ``realtime`` also switches the SAM choice to its pick.
+    ``realtime`` also switches the SAM choice to its pick. The endpoints a script can call are :data:`API_NAMES`.
     """
     import gradio as gr
 
     UploadedImage = _upload_image_component()
 
-    def text_mode(sam_model, speed, image, prompt, *values):
+    def text_mode(sam_model, speed, image, prompt, box_threshold, text_threshold, nms, max_detections):
         prepared = prepare_image(image, max_side)
         try:
-            options = PipelineOptions(**dict(zip(TEXT_CONTROLS, values)))
+            options = PipelineOptions(box_threshold=box_threshold, text_threshold=text_threshold, nms=nms,
+                                      max_detections=max_detections)
         except ValueError as err:
             raise DemoError(str(err)) from err
         start = time.perf_counter()
@@ -99,7 +103,7 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
 
     click.__annotations__["evt"] = gr.SelectData  # a real class, not a postponed string: Gradio injects by type
 
-    def clear_clicks(image):
+    def clear_clicks():
         return None, None, ClickState(), "Prompts cleared."
 
     with gr.Blocks(title="RepViT-SAM grounded segmentation") as page:
@@ -131,9 +135,10 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
             if examples:
                 gr.Examples(examples, inputs=[text_image, prompt])
             text_button.click(_shown(text_mode), [sam_model, speed, text_image, prompt, *text_controls],
-                              [text_output, text_table, text_files, text_note])
-            if len(sam_models) > 1:
-                speed.change(functools.partial(_sam_of_speed, default=sam_models[0]), [speed], [sam_model])
+                              [text_output, text_table, text_files, text_note], api_name="text_mode")
+            if len(sam_models) > 1:  # a page behaviour, not an API: scripts pass sam_model themselves
+                speed.change(functools.partial(_sam_of_speed, default=sam_models[0]), [speed], [sam_model],
+                             api_visibility="private")
         with gr.Tab("Click", id="click"):
             click_state = gr.State(ClickState())
             with gr.Row():
@@ -149,9 +154,9 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
                                              elem_id="click-note")
                     click_files = gr.File(label="Downloads", file_count="multiple", elem_id="click-files")
             click_image.select(_shown(click), [sam_model, click_image, click_mode, click_state],
-                               [click_output, click_files, click_state, click_note])
-            click_image.upload(clear_clicks, [click_image], [click_output, click_files, click_state, click_note])
-            clear.click(clear_clicks, [click_image], [click_output, click_files, click_state, click_note])
+                               [click_output, click_files, click_state, click_note], api_name="click")
+            gr.on([click_image.upload, clear.click], clear_clicks, None,
+                  [click_output, click_files, click_state, click_note], api_name="clear_clicks")
         with gr.Tab("Everything", id="everything"):
             with gr.Row():
                 with gr.Column():
@@ -171,17 +176,19 @@ def build_app(models: DemoModels, *, max_side: int = DEFAULT_MAX_SIDE, status: s
             every_files = gr.File(label="Downloads", file_count="multiple", elem_id="every-files")
             every_button.click(_shown(everything_mode),
                                [sam_model, every_image, points_per_side, iou_thresh, stability_thresh],
-                               [every_output, every_table, every_files, every_note])
+                               [every_output, every_table, every_files, every_note], api_name="everything_mode")
     page.queue(default_concurrency_limit=1, max_size=16)  # one model run at a time on a small CPU machine
     return page
 
 
 def _option_controls(names: tuple[str, ...], tab: str) -> list:
-    """Gradio inputs for pipeline options, with their labels, defaults, ranges and choices."""
+    """Gradio inputs for the pipeline options ``names`` (in that order), with their labels, defaults, ranges and
+    choices."""
     import gradio as gr
 
-    controls = []
-    for spec in (s for s in option_specs(PipelineOptions) if s.name in names):
+    specs = {spec.name: spec for spec in option_specs(PipelineOptions)}
+    controls: list[Any] = []
+    for spec in (specs[name] for name in names):
         elem_id = f"{tab}-{spec.name.replace('_', '-')}"
         if spec.choices:
             controls.append(gr.Radio(list(spec.choices), value=spec.default, label=spec.label, info=spec.help,

@@ -50,18 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..jobs.dataset import DatasetOptions, parse_renames, write_dataset
-    from ..jobs.labeler import Outputs
+    from ..jobs.labelling import label_images, labelling_errors
     from ..jobs.train_config import TrainingSchedule, write_training_config
-    from .segment import finish_run, label, labelling_errors, report
+    from .segment import finish_run, job_arguments, outputs_of, report
 
-    outputs = Outputs(annotated=not args.no_annotated, coco=True, png_masks=args.png_masks, yolo=args.yolo)
     try:
         dataset = DatasetOptions(val_fraction=args.val_fraction, seed=args.seed, min_score=args.min_score,
                                  min_mask_area=args.min_mask_area, max_instances=args.max_instances,
                                  rename=parse_renames(args.rename))
         schedule = TrainingSchedule(arch=args.arch, pretrained=not args.no_pretrained, epochs=args.epochs,
                                     image_size=args.image_size, batch_size=args.train_batch_size)
-        done = label(args, outputs)
+        done = label_images(**job_arguments(args, outputs_of(args, coco=True)))
         if done.assembled:
             summary = write_dataset(done.labeler.records(done.paths), done.labeler.class_names, args.out, dataset)
             configs = {kind: write_training_config(args.out, list(summary.labels), summary.images["train"], schedule,

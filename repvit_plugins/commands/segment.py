@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..runtime.worker_exit import end_worker_process
+
+if TYPE_CHECKING:
+    from ..jobs.labeler import Outputs
+    from ..jobs.labelling import Labelled
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, coco_flag: bool = True) -> None:
@@ -46,66 +48,29 @@ def add_arguments(parser: argparse.ArgumentParser, *, coco_flag: bool = True) ->
                           "or a killed rank was rerun)")
 
 
-@dataclass
-class Labelled:
-    """A finished labelling run: its labeller, all its images and the (all-rank) summary."""
+def outputs_of(args: argparse.Namespace, *, coco: bool | None = None) -> Outputs:
+    """The files the flags ask for (``coco``: forced on or off, else ``--coco``)."""
+    from ..jobs.labeler import Outputs
 
-    labeler: Any
-    paths: list[Path]
-    summary: Any
-    shard: Any
-
-    @property
-    def assembled(self) -> bool:
-        """Whether this process wrote the assembled outputs (one rank of several does not)."""
-        return self.shard.assembles
+    return Outputs(annotated=not args.no_annotated, coco=args.coco if coco is None else coco,
+                   png_masks=args.png_masks, yolo=args.yolo)
 
 
-def label(args: argparse.Namespace, outputs) -> Labelled:
-    """Label ``args.inputs`` (this process's share of them) into ``args.out``, or only assemble (``--merge-only``).
+def job_arguments(args: argparse.Namespace, outputs: Outputs) -> dict[str, Any]:
+    """The keyword arguments of :func:`~repvit_plugins.jobs.labelling.label_images` that the parsed flags give.
 
     Raises:
-        ValueError, OSError, MissingWeightsError, CheckpointError, DetectorLoadError, RunSettingsMismatch:
-        the message says what is wrong (exit code 2).
+        ValueError: a flag's value is out of range (exit code 2).
     """
-    from ..grounding import build_grounded_sam, parse_prompt
-    from ..grounding.prompt_limits import check_prompt_fits
-    from ..io import iter_image_paths
-    from ..jobs.labeler import BatchLabeler, Summary, sorted_paths
-    from ..jobs.settings import run_settings
-    from ..jobs.shards import Shard, parse_shard
+    from ..jobs.labelling import RunOptions
+    from ..jobs.shards import parse_shard
     from ..options import ModelOptions, PipelineOptions
-    from ..weights.preflight import check_weights
     from .arguments import options_from_args
 
-    shard = parse_shard(args.shard) if args.shard else Shard.from_env()
-    models = options_from_args(ModelOptions, args)
-    models = models.replace(device=shard.device(models.device))
-    options = options_from_args(PipelineOptions, args)
-    class_names = parse_prompt(args.prompt)
-    paths = sorted_paths(iter_image_paths(args.inputs, recursive=args.recursive))
-    if not paths:
-        raise ValueError("no image files found in " + " ".join(args.inputs))
-    settings = run_settings(args.prompt, models, options)
-    if args.merge_only:
-        labeler = BatchLabeler(None, args.out, args.prompt, class_names, outputs, settings)
-        summary = labeler.merge_summary(paths)
-        labeler.finish(paths, summary)
-        return Labelled(labeler, paths, summary, Shard())
-    check_weights(models, sam=options.masks == "sam")  # every missing file listed at once, before anything loads
-    check_prompt_fits(models, class_names)  # a class the text encoder cannot take fails now, not per image
-    shard.join()
-    try:
-        labeler = BatchLabeler(build_grounded_sam(models, options), args.out, args.prompt, class_names, outputs,
-                               settings)
-        summary = labeler.label(shard.share(paths), overwrite=args.overwrite, progress=not args.no_progress)
-        parts = shard.gather(summary)
-        if shard.assembles:
-            summary = Summary.combine(parts, len(paths))
-            labeler.finish(paths, summary)
-    finally:
-        shard.close()
-    return Labelled(labeler, paths, summary, shard)
+    run = RunOptions(recursive=args.recursive, overwrite=args.overwrite, progress=not args.no_progress,
+                     shard=parse_shard(args.shard) if args.shard else None, merge_only=args.merge_only)
+    return dict(inputs=args.inputs, prompt=args.prompt, out=args.out, models=options_from_args(ModelOptions, args),
+                options=options_from_args(PipelineOptions, args), outputs=outputs, run=run)
 
 
 def report(done: Labelled, out: str) -> int:
@@ -130,22 +95,11 @@ def finish_run(done: Labelled, code: int) -> int:
     return code
 
 
-def labelling_errors() -> tuple[type[BaseException], ...]:
-    """What :func:`label` raises for a user's mistake or a missing file (reported in one line, exit code 2)."""
-    from ..grounding import DetectorLoadError
-    from ..jobs.labeler import RunSettingsMismatch
-    from ..weights.checkpoint_io import CheckpointError
-    from ..weights.preflight import MissingWeightsError
-
-    return MissingWeightsError, CheckpointError, DetectorLoadError, RunSettingsMismatch, OSError, ValueError
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.labeler import Outputs
+    from ..jobs.labelling import label_images, labelling_errors
 
-    outputs = Outputs(annotated=not args.no_annotated, coco=args.coco, png_masks=args.png_masks, yolo=args.yolo)
     try:
-        done = label(args, outputs)
+        done = label_images(**job_arguments(args, outputs_of(args)))
     except labelling_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

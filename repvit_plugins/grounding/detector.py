@@ -16,9 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..detections import CLASS_NAME
 from ..options import PipelineOptions
 from ..runtime.speed import autocast
+from .inputs import as_images, batched
+from .mask_source import uses_sam
 from .prompts import DEFAULT_MAX_TOKENS, PromptChunk, parse_prompt, score_queries, tokenize_prompt
 
 __all__ = ["DetectorLoadError", "GroundingDetector", "RawDetections", "pad_for_detection", "select_detections"]
@@ -63,21 +64,6 @@ def select_detections(xyxy: torch.Tensor, scores: torch.Tensor, class_ids: torch
     return keep if max_detections is None else keep[:max_detections]
 
 
-def _as_images(images: Any) -> list[np.ndarray]:
-    """A list of RGB ``uint8`` arrays from one image or a list (paths, PIL images and arrays accepted)."""
-    from ..io import load_image
-
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)
-    elif not isinstance(images, (list, tuple)):
-        images = [images]
-    out = []
-    for image in images:
-        ok = isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
-        out.append(image if ok else load_image(image))
-    return out
-
-
 def pad_for_detection(image: np.ndarray) -> np.ndarray:
     """``image`` padded at the bottom / right (black) to a shape every detector's resize can handle.
 
@@ -103,12 +89,13 @@ def _inside(xyxy: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, 
 
 def _detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, names: Sequence[str]):
     import supervision as sv
+    from supervision.config import CLASS_NAME_DATA_FIELD
 
     return sv.Detections(
         xyxy=xyxy.astype(np.float32).reshape(-1, 4),
         confidence=scores.astype(np.float32),
         class_id=class_ids.astype(int),
-        data={CLASS_NAME: np.array([names[i] for i in class_ids], dtype=str)},
+        data={CLASS_NAME_DATA_FIELD: np.array([names[i] for i in class_ids], dtype=str)},
     )
 
 
@@ -196,12 +183,10 @@ class GroundingDetector(ABC):
             **overrides: single options instead, e.g. ``box_threshold=0.3``.
         """
         options = (options or self.options).replace(**overrides)
-        arrays = _as_images(images)
         names = parse_prompt(prompt)
         chunks = self.prompt_chunks(names)
         results = []
-        for start in range(0, len(arrays), options.batch_size):
-            batch = arrays[start:start + options.batch_size]
+        for batch in batched(as_images(images), options.batch_size):
             padded = [pad_for_detection(image) for image in batch]
             with autocast(self.device, self.precision):
                 found = self.predict_batch(padded, chunks, options.box_threshold, options.text_threshold)
@@ -212,7 +197,7 @@ class GroundingDetector(ABC):
                 keep = select_detections(xyxy, scores, class_ids, nms=options.nms, nms_iou=options.nms_iou,
                                          max_detections=options.max_detections)
                 result = _detections(xyxy[keep].numpy(), scores[keep].numpy(), class_ids[keep].numpy(), names)
-                if masks and options.masks == "detector":  # masks of the padded image, cropped back
+                if masks and not uses_sam(options):  # masks of the padded image, cropped back
                     result.mask = masks[0][inside][keep][:, :image.shape[0], :image.shape[1]].numpy()
                 results.append(result)
         return results

@@ -124,9 +124,10 @@ def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = N
     With ``options.masks == 'detector'`` no SAM model is built: the detector (a trained mmdet instance-segmentation
     model) brings its own masks; any other detector fails here, before a model loads.
     """
-    from .pipeline import GroundedSAM, detector_masks_error
+    from .mask_source import detector_masks_error, uses_sam
+    from .pipeline import GroundedSAM
 
-    if options is None or options.masks == "sam":
+    if uses_sam(options):
         return GroundedSAM(detector_from_options(models, options), segmenter_from_options(models), options)
     from .mmdet_closed_set import is_closed_set_config
 

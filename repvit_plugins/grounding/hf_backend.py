@@ -4,13 +4,14 @@ The family comes from the folder's (or hub model's) ``config.json`` ``model_type
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..runtime.mapped_weights import copy_out_of_maps, mapped_files
+from ..runtime.mapped_weights import read_safetensors
 from ..runtime.speed import cast_matmul_weights
 from ..weights.hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
 from .deformable_attention import use_fast_deformable_attention
@@ -18,7 +19,7 @@ from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 from .text_cache import use_text_feature_cache
 
-__all__ = ["DEFAULT_HF_MODEL", "MODEL_CLASSES", "HFGroundingDetector", "model_type_of"]
+__all__ = ["DEFAULT_HF_MODEL", "MODEL_CLASSES", "HFGroundingDetector", "load_pretrained", "model_type_of"]
 
 DEFAULT_HF_MODEL = "IDEA-Research/grounding-dino-tiny"
 
@@ -66,13 +67,37 @@ def _prepare_hub(source: str) -> bool:
     return False
 
 
-def cast_loaded_weights(model: torch.nn.Module, precision: str, maps_before: set) -> None:
-    """Store ``model``'s matmul weights in ``precision`` once (what autocast casts on every call) and copy what
-    is left of the files mapped since ``maps_before``
-    (:func:`~repvit_plugins.runtime.mapped_weights.mapped_files`) out of their maps: the float32 file is not needed
-    any more."""
-    if cast_matmul_weights(model, precision):
-        copy_out_of_maps(mapped_files() - maps_before)
+def _safetensors_files(source: str, local_only: bool) -> list[str]:
+    """The local paths of the ``.safetensors`` weight files of a folder or hub id (its shards in order);
+    ``[]`` when it has none (e.g. only ``pytorch_model.bin``) or a shard is missing (transformers then says which)."""
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
+
+    def cached(name: str) -> str | None:
+        return cached_file(source, name, local_files_only=local_only, _raise_exceptions_for_missing_entries=False)
+
+    single = cached(SAFE_WEIGHTS_NAME)
+    if single:
+        return [single]
+    index = cached(SAFE_WEIGHTS_INDEX_NAME)
+    if not index:
+        return []
+    shards = dict.fromkeys(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values())
+    paths = [cached(shard) for shard in shards]
+    return [path for path in paths if path] if all(paths) else []
+
+
+def load_pretrained(model_class: Any, source: str, local_only: bool, precision: str) -> Any:
+    """``model_class.from_pretrained(source)``; for a ``precision`` other than ``'fp32'`` its weights are read into
+    process memory (:func:`~repvit_plugins.runtime.mapped_weights.read_safetensors`) rather than memory-mapped, so
+    that casting them with :func:`~repvit_plugins.runtime.speed.cast_matmul_weights` frees the float32 copies."""
+    files = [] if precision == "fp32" else _safetensors_files(source, local_only)
+    if not files:
+        return model_class.from_pretrained(source, local_files_only=local_only)
+    config = model_class.config_class.from_pretrained(source, local_files_only=local_only)
+    state_dict: dict[str, torch.Tensor] = {}
+    for file in files:
+        state_dict.update(read_safetensors(file))
+    return model_class.from_pretrained(None, config=config, state_dict=state_dict)
 
 
 def _config_dict(source: str, local_only: bool) -> dict[str, Any]:
@@ -137,11 +162,10 @@ class HFGroundingDetector(GroundingDetector):
 
         source = _resolve(str(model))
         local_only = _prepare_hub(source)
-        maps_before = mapped_files()
         try:
             model_class = _model_class(str(_config_dict(source, local_only).get("model_type", "")), str(model))
             self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            self.model = model_class.from_pretrained(source, local_files_only=local_only)
+            self.model = load_pretrained(model_class, source, local_only, self.precision)
         except (OSError, ValueError) as err:
             raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
         self.model_type = str(self.model.config.model_type)
@@ -153,7 +177,7 @@ class HFGroundingDetector(GroundingDetector):
 
             use_fast_deformable_attention(self.model)
             use_folded_fusion_attention(self.model)
-        cast_loaded_weights(self.model, self.precision, maps_before)
+        cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
         self.max_text_len = int(self.model.config.max_text_len)
         ids = dict(zip(_SPECIAL_TOKENS, self.tokenizer.convert_tokens_to_ids(list(_SPECIAL_TOKENS))))

@@ -18,7 +18,6 @@ throughout (mmcv's RoIAlign has no low-precision CPU kernel).
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,16 +26,13 @@ import torch
 
 from ..weights.zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, RawDetections
-from .prompts import PromptChunk
+from .prompts import PromptChunk, strip_article
 
 __all__ = ["MMDetClosedSetDetector", "inference_pipeline", "is_closed_set_config", "is_single_stage", "match_classes",
            "predicts_masks"]
 
-_ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
-
-
 def _key(name: str) -> str:
-    return _ARTICLE.sub("", name.strip()).lower()
+    return strip_article(name).lower()
 
 
 def is_closed_set_config(config: str | Path | None) -> bool:

@@ -21,10 +21,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..runtime.mapped_weights import copy_out_of_maps, mapped_files
 from ..runtime.speed import cast_matmul_weights
 from .detector import MIN_SIDE, DetectorLoadError, GroundingDetector, RawDetections, load_error
-from .hf_backend import _download_hint, _prepare_hub, _resolve
+from .hf_backend import _download_hint, _prepare_hub, _resolve, load_pretrained
 from .prompt_limits import CLIP_MAX_TOKENS
 from .prompts import PromptChunk
 
@@ -99,17 +98,15 @@ class OmDetTurboDetector(GroundingDetector):
 
         source = _resolve(str(model), DEFAULT_OMDET_MODEL)
         local_only = _prepare_hub(source)
-        maps_before = mapped_files()
         try:
             self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            self.model = OmDetTurboForObjectDetection.from_pretrained(source, local_files_only=local_only)
+            self.model = load_pretrained(OmDetTurboForObjectDetection, source, local_only, self.precision)
         except (OSError, ValueError) as err:
             raise load_error(f"load the OmDet-Turbo model {model!r}", err,
                              _download_hint(str(model), DEFAULT_OMDET_MODEL)) from err
         fill_meta_buffers(self.model)
         self.model.eval().to(self.device)
-        if cast_matmul_weights(self.model, self.precision):  # what autocast would cast on every call, once
-            copy_out_of_maps(mapped_files() - maps_before)
+        cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
         self._image_kwargs: dict[str, Any] = {"input_data_format": "channels_last"}
         if image_size is not None:

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..runtime.mapped_weights import mapped_files
+from ..runtime.speed import cast_matmul_weights
 from .detector import GroundingDetector, RawDetections, load_error
-from .hf_backend import _download_hint, _prepare_hub, _resolve, cast_loaded_weights
+from .hf_backend import _download_hint, _prepare_hub, _resolve, load_pretrained
 from .prompts import PromptChunk
 
 __all__ = ["DEFAULT_OWLV2_MODEL", "TEXT_CACHE_SIZE", "Owlv2Detector"]
@@ -49,15 +49,14 @@ class Owlv2Detector(GroundingDetector):
 
         source = _resolve(str(model), DEFAULT_OWLV2_MODEL)
         local_only = _prepare_hub(source)
-        maps_before = mapped_files()
         try:
             self.processor = Owlv2Processor.from_pretrained(source, local_files_only=local_only)
-            self.model = Owlv2ForObjectDetection.from_pretrained(source, local_files_only=local_only)
+            self.model = load_pretrained(Owlv2ForObjectDetection, source, local_only, self.precision)
         except (OSError, ValueError) as err:
             raise load_error(f"load the OWLv2 model {model!r}", err,
                              _download_hint(str(model), DEFAULT_OWLV2_MODEL)) from err
         self.model.eval().to(self.device)
-        cast_loaded_weights(self.model, self.precision, maps_before)
+        cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
         self.max_text_len = int(self.tokenizer.model_max_length)  # per class: each class is its own query
         side = image_size if image_size is not None else max_size

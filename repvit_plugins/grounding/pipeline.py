@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from ..options import PipelineOptions
+from ..runtime.stage_timer import StageTimer, timed
+from .inputs import as_image, batched
+from .mask_source import check_mask_source, uses_sam
 
-__all__ = ["GroundedSAM", "ImageFailure", "attach_masks", "detector_masks_error", "refine_mask"]
+S = TypeVar("S")
+
+__all__ = ["GroundedSAM", "ImageFailure", "attach_masks", "refine_mask"]
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,6 @@ def attach_masks(detections, masks: np.ndarray, scores: np.ndarray, options: Pip
     return detections
 
 
-def detector_masks_error(detector: str) -> ValueError:
-    """The error of ``masks='detector'`` with a ``detector`` that only gives boxes."""
-    return ValueError(f"masks='detector' (--masks detector) needs a detector that predicts masks, such as the mmdet "
-                      f"Mask R-CNN trained on an autolabel dataset; {detector} gives boxes only: use masks='sam'")
-
-
 class GroundedSAM:
     """Grounded segmentation: ``predict(image(s), prompt) -> Detections`` with masks.
 
@@ -74,22 +73,24 @@ class GroundedSAM:
             ``masks='detector'``, where the detector's own masks are used (it must have ``predicts_masks``).
         options: thresholds, NMS, top-k, batch size and mask options; by default the detector's own
             ``options`` (those it was built with), else :class:`PipelineOptions` defaults.
+        timer: a :class:`~repvit_plugins.runtime.stage_timer.StageTimer` that collects the seconds of the stages
+            ``detect``, ``encoder`` (``set_image``), ``decoder`` (``predict_boxes``), ``masks`` (refinement and
+            attaching) and ``load`` (decoding the inputs of :meth:`predict` / :meth:`stream`); ``None`` (the
+            default) times nothing.
         **overrides: single options on top, e.g. ``box_threshold=0.3``.
 
     Raises:
         ValueError: ``masks='detector'`` with a detector without masks, or ``masks='sam'`` without a segmenter.
     """
 
-    def __init__(self, detector, segmenter=None, options: PipelineOptions | None = None, **overrides: Any):
+    def __init__(self, detector, segmenter=None, options: PipelineOptions | None = None, *,
+                 timer: StageTimer | None = None, **overrides: Any):
         self.detector = detector
         self.segmenter = segmenter
+        self.timer = timer
         base = options or getattr(detector, "options", None) or PipelineOptions()
         self.options = base.replace(**overrides)
-        if self.options.masks == "detector" and not getattr(detector, "predicts_masks", False):
-            raise detector_masks_error(type(detector).__name__)
-        if self.options.masks == "sam" and segmenter is None:
-            raise ValueError("masks='sam' needs a segmenter (a SamSegmenter); or use the detector's own masks "
-                             "with masks='detector'")
+        check_mask_source(detector, segmenter, self.options)
 
     def segment(self, image: np.ndarray, detections):
         """Add masks for ``detections``' boxes on an RGB ``image`` (one embedding, one decoder call).
@@ -97,13 +98,17 @@ class GroundedSAM:
         With ``masks='detector'`` the detector's masks (already on ``detections``) are refined instead, and their
         ``mask_score`` is the box's confidence.
         """
-        if self.options.masks == "detector":
+        if not uses_sam(self.options):
             if detections.mask is None:
                 raise RuntimeError(f"{type(self.detector).__name__} returned no masks for masks='detector'")
-            return attach_masks(detections, detections.mask, detections.confidence, self.options)
-        self.segmenter.set_image(image)
-        masks, scores = self.segmenter.predict_boxes(detections.xyxy, multimask_output=self.options.multimask)
-        return attach_masks(detections, masks, scores, self.options)
+            masks, scores = detections.mask, detections.confidence
+        else:
+            with timed(self.timer, "encoder"):
+                self.segmenter.set_image(image)
+            with timed(self.timer, "decoder"):
+                masks, scores = self.segmenter.predict_boxes(detections.xyxy, multimask_output=self.options.multimask)
+        with timed(self.timer, "masks"):
+            return attach_masks(detections, masks, scores, self.options)
 
     def predict_batch(self, images: Sequence[np.ndarray], prompt: str | Sequence[str]) -> list:
         """Detections with masks for each RGB ``uint8`` array; an image that fails gets an :class:`ImageFailure`.
@@ -124,11 +129,33 @@ class GroundedSAM:
 
     def _detect(self, images: list[np.ndarray], prompt: str | Sequence[str]) -> list:
         try:
-            return self.detector.detect(images, prompt, options=self.options)
+            with timed(self.timer, "detect"):
+                return self.detector.detect(images, prompt, options=self.options)
         except Exception as err:  # noqa: BLE001 - isolate the image that fails
             if len(images) == 1:
                 return [ImageFailure("detection", err)]
             return [self._detect([image], prompt)[0] for image in images]
+
+    def stream(self, sources: Sequence[S], prompt: str | Sequence[str]
+               ) -> Iterator[tuple[S, np.ndarray | None, Any]]:
+        """``(source, image, result)`` for each source, a batch of ``options.batch_size`` at a time.
+
+        ``result`` is the source's Detections with masks, or an :class:`ImageFailure` (``image`` is ``None`` when
+        it could not be loaded). A batch's unreadable sources come first, then its results in order.
+        """
+        from ..io import ImageLoadError
+
+        for batch in batched(sources, self.options.batch_size):
+            loaded, arrays = [], []
+            for source in batch:
+                try:
+                    with timed(self.timer, "load"):
+                        arrays.append(as_image(source))
+                    loaded.append(source)
+                except ImageLoadError as err:
+                    yield source, None, ImageFailure("loading", err)
+            results = self.predict_batch(arrays, prompt) if arrays else []
+            yield from zip(loaded, arrays, results)
 
     def predict(self, images: Any | Sequence[Any], prompt: str | Sequence[str]):
         """Detections with masks for one image (path, PIL or RGB array) or a list of them.
@@ -136,15 +163,10 @@ class GroundedSAM:
         Raises:
             the first image's error, if any image fails (:meth:`predict_batch` returns errors as values).
         """
-        from ..io import load_image
-
         single = not isinstance(images, (list, tuple))
-        sources = [images] if single else list(images)
         results = []
-        for start in range(0, len(sources), self.options.batch_size):
-            arrays = [load_image(s) for s in sources[start:start + self.options.batch_size]]
-            results += self.predict_batch(arrays, prompt)
-        failure = next((r for r in results if isinstance(r, ImageFailure)), None)
-        if failure is not None:
-            raise failure.error
+        for _, _, result in self.stream([images] if single else list(images), prompt):
+            if isinstance(result, ImageFailure):
+                raise result.error
+            results.append(result)
         return results[0] if single else results

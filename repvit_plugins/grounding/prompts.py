@@ -22,6 +22,7 @@ __all__ = [
     "class_text",
     "parse_prompt",
     "score_queries",
+    "strip_article",
     "tokenize_prompt",
 ]
 
@@ -29,6 +30,12 @@ DEFAULT_MAX_TOKENS = 256
 """Grounding DINO's text limit (``max_text_len``), special tokens included."""
 
 _SEPARATORS = re.compile(r"[.?\n;]")  # '.' and '?' are Grounding DINO's phrase separators
+_ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
+
+
+def strip_article(name: str) -> str:
+    """``name`` stripped of surrounding spaces and a leading English article (``"a cat"`` -> ``"cat"``), case kept."""
+    return _ARTICLE.sub("", name.strip())
 
 
 def class_text(name: str) -> str:

@@ -19,6 +19,7 @@ import torch
 from ..options import PipelineOptions
 from ..sam.ort_backend import create_session
 from .detector import DetectorLoadError, GroundingDetector, RawDetections
+from .mask_source import uses_sam
 from .mmdet_closed_set import match_classes
 from .prompts import PromptChunk
 from .rtmdet_ins import METADATA_KEY, Instances, StudentSpec, decode_instances, letterbox
@@ -91,13 +92,13 @@ class StudentOnnxDetector(GroundingDetector):
         self.runtime = StudentOnnxModel(model, threads)
         self.classes = list(self.runtime.spec.classes)
         self.name = str(self.runtime.path)
-        self._with_masks = self.options.masks == "detector"
+        self._with_masks = not uses_sam(self.options)
 
     @torch.no_grad()
     def detect(self, images: Any, prompt: str | Sequence[str], options: PipelineOptions | None = None,
                **overrides: Any) -> list:
         """As :meth:`GroundingDetector.detect`; masks are computed only when the options ask for the detector's."""
-        self._with_masks = (options or self.options).replace(**overrides).masks == "detector"
+        self._with_masks = not uses_sam((options or self.options).replace(**overrides))
         return super().detect(images, prompt, options, **overrides)
 
     @property
@@ -114,7 +115,7 @@ class StudentOnnxDetector(GroundingDetector):
         mapping = match_classes(chunks[0].names, self.classes)
         lookup = torch.tensor([mapping.get(i, -1) for i in range(len(self.classes))], dtype=torch.long)
         score_thr = max(self.runtime.spec.score_thr, box_threshold)
-        found = []
+        found: list[list[RawDetections]] = []
         for image in images:
             with torch.autocast(self.device.type, enabled=False):  # the post-processing runs in float32
                 instances = self.runtime.predict(image, score_thr=score_thr, with_masks=self._with_masks)

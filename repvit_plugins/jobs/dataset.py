@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..exporters import coco_dataset
+from ..grounding.prompts import strip_article
 from ..io.atomic import atomic_write_text
 from .semantic import write_label_maps
 
@@ -29,9 +29,6 @@ __all__ = ["DatasetOptions", "DatasetSummary", "category_names", "image_names", 
            "write_dataset"]
 
 SPLITS = ("train", "val")
-_ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
-
-
 @dataclass(frozen=True)
 class DatasetOptions:
     """Which teacher labels become training labels, under which names, and how images are split."""
@@ -74,7 +71,7 @@ def category_names(class_names: Sequence[str], rename: dict[str, str]) -> tuple[
     categories: list[str] = []
     index = []
     for name in class_names:
-        new = rename.get(name.lower(), _ARTICLE.sub("", name.strip()))
+        new = rename.get(name.lower(), strip_article(name))
         if new not in categories:
             categories.append(new)
         index.append(categories.index(new))
@@ -112,7 +109,7 @@ class DatasetSummary:
 
 def _keep(annotations: list[dict[str, Any]], options: DatasetOptions, dropped: dict[str, int]) -> list[dict]:
     """The annotations that pass the filters, best score first."""
-    kept = []
+    kept: list[dict[str, Any]] = []
     for ann in sorted(annotations, key=lambda a: -a.get("score", 1.0)):
         if ann.get("score", 1.0) < options.min_score:
             dropped["score"] += 1

@@ -1,8 +1,8 @@
 """Resumable batch labelling of many images with a :class:`~repvit_plugins.grounding.GroundedSAM` pipeline.
 
 The job owns folders, records and resume; the pipeline's public
-:meth:`~repvit_plugins.grounding.GroundedSAM.predict_batch` does the work and
-returns per-image failures as values, so one bad image never ends the batch.
+:meth:`~repvit_plugins.grounding.GroundedSAM.stream` loads, batches and labels the
+images and returns per-image failures as values, so one bad image never ends the batch.
 Every image's outputs are written atomically, then its record
 (``records/<key>.json``) last: the record is the commit point. A rerun with the
 same settings skips images that have a record, so a killed run (even ``kill -9``)
@@ -26,6 +26,7 @@ import numpy as np
 from ..exporters import coco_annotations, coco_dataset, write_png_masks, yolo_seg_lines
 from ..grounding.pipeline import ImageFailure
 from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..runtime.stage_timer import StageTimer, timed
 
 SETTINGS_FILE = "run.json"
 SUMMARY_SETTINGS = ("speed", "speed_path", "detector_model", "sam_model")
@@ -106,11 +107,14 @@ class BatchLabeler:
         class_names: the parsed class list (COCO categories / YOLO ids).
         outputs: which files to write.
         settings: everything that changes results (prompt, thresholds, models); compared on resume.
+        timer: collects the seconds of the ``write`` stage (the pipeline's own ``timer`` its stages, ``load``
+            included); ``None`` times nothing.
     """
 
     def __init__(self, pipeline, out_dir: str | Path, prompt: str | Sequence[str], class_names: Sequence[str],
-                 outputs: Outputs, settings: dict[str, Any]):
+                 outputs: Outputs, settings: dict[str, Any], *, timer: StageTimer | None = None):
         self.pipeline = pipeline
+        self.timer = timer
         self.out = Path(out_dir)
         self.prompt = prompt
         self.class_names = list(class_names)
@@ -170,8 +174,6 @@ class BatchLabeler:
         """Label every path that has no record yet (writing records, not the assembled files)."""
         from tqdm.auto import tqdm
 
-        from ..io import ImageLoadError, load_image
-
         self.out.mkdir(parents=True, exist_ok=True)
         paths = sorted_paths(paths)
         self._check_settings(overwrite, paths)
@@ -179,29 +181,19 @@ class BatchLabeler:
         todo = [p for p in paths if not self._record_of(p).is_file()]
         summary.skipped_done = len(paths) - len(todo)
         start = time.perf_counter()
-        batch_size = self.pipeline.options.batch_size
         with tqdm(total=len(todo), desc="segmenting", unit="img", disable=not progress) as bar:
-            for first in range(0, len(todo), batch_size):
-                batch, arrays = [], []
-                for path in todo[first:first + batch_size]:
-                    try:
-                        arrays.append(load_image(path))
-                        batch.append(path)
-                    except ImageLoadError as err:
-                        self._failed(summary, path, ImageFailure("loading", err))
-                        bar.update(1)
-                results = self.pipeline.predict_batch(arrays, self.prompt) if batch else []
-                for path, image, result in zip(batch, arrays, results):
-                    if not isinstance(result, ImageFailure):
+            for path, image, result in self.pipeline.stream(todo, self.prompt):
+                if image is not None and not isinstance(result, ImageFailure):
+                    with timed(self.timer, "write"):
                         result = self._commit(path, image, result)
-                    if isinstance(result, ImageFailure):
-                        self._failed(summary, path, result)
-                    else:
-                        summary.processed += 1
-                        summary.detections += result
-                    bar.update(1)
-                    if on_image is not None:
-                        on_image(path)
+                if isinstance(result, ImageFailure):
+                    self._failed(summary, path, result)
+                else:
+                    summary.processed += 1
+                    summary.detections += result
+                bar.update(1)
+                if image is not None and on_image is not None:
+                    on_image(path)
         summary.seconds = time.perf_counter() - start
         return summary
 

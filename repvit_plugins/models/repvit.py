@@ -28,14 +28,6 @@ __all__ = [
 ]
 
 
-def _make_divisible(value: float, divisor: int = 8) -> int:
-    """Round ``value`` to a multiple of ``divisor``, never more than 10% down."""
-    new_value = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new_value < 0.9 * value:
-        new_value += divisor
-    return new_value
-
-
 @torch.no_grad()
 def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm):
     """Fold ``bn`` into a preceding linear op with ``weight`` (out first) and ``bias``."""

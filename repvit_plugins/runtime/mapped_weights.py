@@ -1,64 +1,74 @@
-"""Let go of a memory-mapped checkpoint file once its weights have been copied or cast.
+"""Read ``.safetensors`` checkpoints into process memory instead of memory-mapping them.
 
-transformers loads ``model.safetensors`` as views into a memory map of the file: in float32 those pages are the
-model's weights (nothing is copied). After the weights are cast to bf16, the map is dead weight (0.57 GB of
-resident file pages for grounding-dino-tiny), yet it stays mapped while any tensor still views it: the layers
-left in float32 (norms, embeddings) and a few tensors transformers keeps outside the model. Linux only (it reads
-``/proc/self/maps``); elsewhere a no-op.
+transformers loads ``model.safetensors`` as views into a memory map of the file. When the weights are then cast
+to bf16, the float32 file pages stay resident for as long as any tensor views them (the layers left in float32,
+and tensors transformers keeps outside the model): 0.57 GB of dead pages for grounding-dino-tiny. Reading the
+file with plain reads into tensors that own their memory lets the cast free the float32 copies instead.
+
+Large tensors get their own anonymous memory (as glibc's default ``malloc`` would give them), so that memory goes
+back to the system when the cast frees them, also under :func:`~repvit_plugins.runtime.malloc_tuning.tune_allocator`,
+which keeps freed heap memory in the process.
 """
 from __future__ import annotations
 
-import gc
+import io
+import json
+import mmap
+import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["mapped_files", "copy_out_of_maps"]
+__all__ = ["SAFETENSORS_DTYPES", "read_safetensors"]
 
-MapRange = tuple[int, int, str]
-
-
-def mapped_files(suffix: str = ".safetensors") -> set[MapRange]:
-    """``(start, end, path)`` of this process's memory maps of files whose name ends with ``suffix``."""
-    try:
-        lines = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return set()
-    ranges = set()
-    for line in lines:
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5].endswith(suffix):
-            start, end = (int(address, 16) for address in fields[0].split("-"))
-            ranges.add((start, end, fields[5]))
-    return ranges
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+"""The safetensors dtype names :func:`read_safetensors` reads, and their torch dtypes."""
+OWN_PAGES_BYTES = 1 << 20
+"""Tensors of at least this many bytes are read into their own anonymous pages, smaller ones into the heap."""
 
 
-@torch.no_grad()
-def copy_out_of_maps(ranges: set[MapRange]) -> int:
-    """Copy every live CPU tensor that views one of ``ranges`` into process memory; how many were copied.
+def _read_tensor(file: io.BufferedReader, shape: list[int], dtype: torch.dtype, size: int) -> torch.Tensor | None:
+    """The next ``size`` bytes of ``file`` as a tensor; ``None`` if the file ends first."""
+    if size >= OWN_PAGES_BYTES:
+        pages = mmap.mmap(-1, size)  # freed (unmapped) with the last tensor that uses it
+        tensor = torch.frombuffer(pages, dtype=torch.uint8).view(dtype).reshape(shape)
+        buffer: Any = pages
+    else:
+        tensor = torch.empty(shape, dtype=dtype)
+        buffer = tensor.reshape(-1).view(torch.uint8).numpy()
+    return tensor if file.readinto(buffer) == size else None
 
-    Tensors that viewed the same bytes (same address, shape, strides and dtype) share one copy, so tied weights
-    stay tied. When no tensor views the map any more, the file is unmapped.
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the ``.safetensors`` file at ``path``, each in its own memory (no map of the file is kept).
+
+    Peak memory is one copy of the weights: each tensor is allocated once and the file read straight into it.
+    The tensors are writable and independent: freeing one frees its memory.
+
+    Raises:
+        ValueError: the file is truncated, holds a dtype outside :data:`SAFETENSORS_DTYPES`, or this machine is
+            big-endian (safetensors stores little-endian bytes).
     """
-    if not ranges:
-        return 0
-
-    def in_map(tensor: torch.Tensor) -> bool:
-        try:
-            address = tensor.data_ptr()
-        except RuntimeError:  # a tensor without storage (meta, sparse, ...)
-            return False
-        return any(start <= address < end for start, end, _ in ranges)
-
-    viewing = [obj for obj in gc.get_objects()
-               if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and in_map(obj)]
-    copies: dict[tuple, torch.Tensor] = {}
-    for tensor in viewing:
-        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
-        if key not in copies:
-            copies[key] = tensor.data.clone()
-        tensor.data = copies[key]
-    count = len(viewing)
-    del viewing, copies
-    gc.collect()
-    return count
+    if sys.byteorder != "little":
+        raise ValueError("read_safetensors reads little-endian tensors on little-endian machines only")
+    tensors: dict[str, torch.Tensor] = {}
+    with open(path, "rb") as file:
+        header_size = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(header_size))
+        header.pop("__metadata__", None)
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            if entry["dtype"] not in SAFETENSORS_DTYPES:
+                raise ValueError(f"{path}: tensor {name} has dtype {entry['dtype']}, which read_safetensors "
+                                 f"does not read ({', '.join(SAFETENSORS_DTYPES)})")
+            start, end = entry["data_offsets"]
+            file.seek(8 + header_size + start)
+            tensor = _read_tensor(file, entry["shape"], SAFETENSORS_DTYPES[entry["dtype"]], end - start)
+            if tensor is None:
+                raise ValueError(f"{path} is truncated: tensor {name} has fewer than {end - start} bytes")
+            tensors[name] = tensor
+    return tensors

@@ -115,7 +115,7 @@ def cast_matmul_weights(model: torch.nn.Module, precision: str) -> int:
     """Store the Linear / Conv weights and biases of ``model`` in ``precision`` once; how many layers.
 
     Under :func:`autocast` to the same precision the outputs are identical (autocast casts these
-    tensors anyway), but no longer re-cast on every call, and the float32 copies are freed.
+    tensors anyway), but not re-cast on every call, and the float32 copies are freed.
     """
     autocast("cpu", precision)  # checks the name
     if precision == "fp32":
