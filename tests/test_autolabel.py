@@ -311,6 +311,16 @@ def test_photos_to_a_trained_rtmdet_student(photos, models, tmp_path, capsys, mo
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(coco.getImgIds()) == 8 and len(anns) >= 6 and coco.loadCats(1)[0]["name"] == "a shape"
     assert all(coco.annToMask(ann).sum() > 0 for ann in anns)
+    # deployment: the trained student exported to ONNX equals torch (--check exits 1 otherwise) and labels the same
+    onnx = tmp_path / "student.onnx"
+    assert load_tool("export_student_onnx").main(["--config", str(config), "--checkpoint", str(checkpoint),
+                                                 "--output", str(onnx), "--check", "--check-images",
+                                                 str(photos / "0000.jpg"), str(photos / "0001.jpg")]) == 0
+    assert cli_main(["segment", str(photos), "--prompt", "a shape.", "--out", str(tmp_path / "seg_onnx"),
+                     "--detector-model", str(onnx), "--masks", "detector", "--box-threshold", "0.3", "--no-progress",
+                     "--coco"]) == 0
+    from_onnx = _coco(tmp_path / "seg_onnx" / "annotations.json")
+    assert len(from_onnx.getImgIds()) == 8 and len(from_onnx.getAnnIds()) >= 6
 
 
 @pytest.fixture(scope="module")
