@@ -17,6 +17,8 @@ from ._distill_fixtures import IMG_SIZE, build_workspace, make_images, save_tiny
 
 pytest.importorskip("mmengine")
 
+from repvit_plugins.bench.boxes import random_boxes  # noqa: E402
+from repvit_plugins.bench.numeric_agreement import mask_iou  # noqa: E402
 from repvit_plugins.distill import (  # noqa: E402
     CacheError,
     EmbeddingCache,
@@ -201,9 +203,9 @@ def test_box_prompt_agreement_pieces(tmp_path):
     b = a.clone()
     a[0, :4], b[0, :2] = True, True  # IoU 0.5; masks 1: both empty -> 1; mask 2: disjoint -> 0
     a[2, 0], b[2, 1] = True, True
-    torch.testing.assert_close(agreement.mask_iou(a, b), torch.tensor([0.5, 1.0, 0.0]))
+    torch.testing.assert_close(mask_iou(a, b), torch.tensor([0.5, 1.0, 0.0]))
     torch.testing.assert_close(agreement._mask_boxes(a[[0, 2]]), torch.tensor([[0.0, 0, 8, 4], [0, 0, 8, 1]]))
-    boxes = agreement.random_boxes((100, 60), 16, torch.Generator().manual_seed(0))
+    boxes = random_boxes((100, 60), 16, torch.Generator().manual_seed(0))
     assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= torch.tensor([60.0, 100.0])).all()
     assert ((boxes[:, 2:] - boxes[:, :2]) >= torch.tensor([6.0, 10.0]) - 1e-4).all()
     sam = build_teacher(**tiny_teacher_spec(None), with_encoder=False)

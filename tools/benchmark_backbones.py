@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import torch
 
 from repvit_plugins.bench.backbone_benchmark import CONTENDERS, contender, markdown_table, measure, plot_latency_top1
+from repvit_plugins.runtime.speed import cpu_description
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,22 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     entries = [contender(name) for name in args.models]
-    machine = f"{cpu_name()}, {torch.get_num_threads()} torch threads"
+    machine = f"{cpu_description()}, {torch.get_num_threads()} torch threads"
     print(f"{len(entries)} backbones, {args.size}x{args.size}, detection input {args.det_size[0]}x{args.det_size[1]}, "
           f"{machine}")
     rows = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["boxes_matched", "embedding_error", "mean_mask_iou", "relative_error"]
+__all__ = ["boxes_matched", "embedding_error", "mask_iou", "mean_mask_iou", "relative_error"]
 
 
 def embedding_error(ours, reference) -> float:
@@ -33,11 +33,19 @@ def boxes_matched(ours, reference, iou: float = 0.9) -> float:
     return float((box_iou(reference, ours).max(dim=1).values >= iou).float().mean())
 
 
-def mean_mask_iou(ours, reference) -> float:
-    """Mean IoU of paired boolean masks ``(N, H, W)`` (two empty masks agree: IoU 1)."""
+def mask_iou(ours, reference) -> torch.Tensor:
+    """IoU of each pair of boolean masks ``(N, ...)``, as a float tensor ``(N,)``.
+
+    The one mask IoU of the package. Convention: two empty masks agree, IoU 1.0 (nothing predicted where nothing
+    is, e.g. the same empty output of two numeric paths); an empty mask against a non-empty one scores 0.0.
+    """
     ours, reference = torch.as_tensor(ours).bool().flatten(1), torch.as_tensor(reference).bool().flatten(1)
-    if len(reference) == 0:
-        return 1.0
-    union = (ours | reference).sum(1)
-    ious = torch.where(union > 0, (ours & reference).sum(1) / union.clamp_min(1), torch.ones_like(union).float())
-    return float(ious.float().mean())
+    inter = (ours & reference).sum(1).float()
+    union = (ours | reference).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def mean_mask_iou(ours, reference) -> float:
+    """Mean :func:`mask_iou` of paired masks ``(N, H, W)``; 1.0 for no pairs."""
+    ious = mask_iou(ours, reference)
+    return float(ious.mean()) if len(ious) else 1.0

@@ -14,8 +14,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BOX_SOURCES", "decode_logits", "decode_boxes", "boxes_from_teacher", "random_boxes", "mask_iou",
-           "box_prompt_agreement"]
+from ..bench.boxes import random_boxes
+from ..bench.numeric_agreement import mask_iou
+
+__all__ = ["BOX_SOURCES", "decode_logits", "decode_boxes", "boxes_from_teacher", "box_prompt_agreement"]
 
 BOX_SOURCES = ("annotations", "teacher", "random")
 
@@ -77,23 +79,6 @@ def boxes_from_teacher(sam: nn.Module, embedding: torch.Tensor, input_size: tupl
     boxes = _mask_boxes(masks)
     keep = nms(boxes, scores.float(), nms_iou)[:num_boxes]
     return boxes[keep]
-
-
-def random_boxes(input_size: tuple[int, int], num_boxes: int, generator: torch.Generator,
-                 min_side: float = 0.1) -> torch.Tensor:
-    """``num_boxes`` random xyxy boxes inside ``input_size``, each side at least ``min_side`` of the image."""
-    h, w = input_size
-    size = torch.tensor([w, h], dtype=torch.float32)
-    wh = (min_side + (1 - min_side) * torch.rand(num_boxes, 2, generator=generator)) * size
-    x0y0 = torch.rand(num_boxes, 2, generator=generator) * (size - wh)
-    return torch.cat([x0y0, x0y0 + wh], dim=1)
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of paired boolean masks (``N x h x w``); two empty masks agree fully (1.0)."""
-    inter = (a & b).flatten(1).sum(dim=1).float()
-    union = (a | b).flatten(1).sum(dim=1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
 def box_prompt_agreement(sam: nn.Module, student: torch.Tensor, teacher: torch.Tensor, input_size: tuple[int, int],

@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..bench.numeric_agreement import mask_iou
+
 __all__ = ["BoxPromptResult", "box_prompt_ap", "load_coco", "next_click", "point_prompt_miou"]
 
 
@@ -126,11 +128,6 @@ def next_click(gt_mask: np.ndarray, predicted: np.ndarray | None) -> tuple[tuple
     return _deepest_point(extra), 0
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def point_prompt_miou(segmenter, coco_gt, images_dir: str | Path, clicks: Sequence[int] = (1, 3), *,
                       image_ids: Sequence[int] | None = None, load: Callable[[Path], np.ndarray] | None = None,
                       progress: bool = False) -> dict[int, float]:
@@ -164,7 +161,7 @@ def point_prompt_miou(segmenter, coco_gt, images_dir: str | Path, clicks: Sequen
                 best = int(np.argmax(scores))
                 predicted, logits = masks[best], low_res[best][None]
                 if k in ious:
-                    ious[k].append(_iou(predicted, target))
+                    ious[k].append(float(mask_iou(predicted[None], target[None])[0]))
     if not ious[most]:
         raise ValueError("no ground-truth instances in the images evaluated")
     return {k: float(np.mean(v)) for k, v in ious.items()}

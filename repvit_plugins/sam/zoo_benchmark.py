@@ -16,7 +16,6 @@ Weights are random: latency does not depend on them.
 """
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,10 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bench.numeric_agreement import embedding_error
+from ..bench.boxes import random_boxes
+from ..bench.memory import peak_rss_bytes
+from ..bench.numeric_agreement import embedding_error, mean_mask_iou
 from ..bench.timing import median_seconds
 
-__all__ = ["PATHS", "ZooRun", "benchmark_boxes", "box_mask_iou", "markdown_table", "measure_entry",
+__all__ = ["PATHS", "ZooRun", "benchmark_boxes", "box_mask_iou", "encoder_paths", "markdown_table", "measure_entry",
            "on_embedding"]
 
 PATHS = ("eager", "fused", "channels_last", "bf16", "onnxruntime", "int8")
@@ -70,9 +71,7 @@ class _Entry:
 
 def benchmark_boxes(count: int, img_size: int) -> torch.Tensor:
     """``count`` random xyxy boxes in an ``img_size`` model frame, each at least 10% of it wide."""
-    gen = torch.Generator().manual_seed(0)
-    corners = torch.sort(torch.rand(count, 2, 2, generator=gen) * img_size * 0.9, dim=1).values
-    return (corners + torch.tensor([0.0, img_size * 0.1])[:, None]).reshape(-1, 4)
+    return random_boxes((img_size, img_size), count, torch.Generator().manual_seed(0))
 
 
 def on_embedding(predictor, features: torch.Tensor, side: int):
@@ -91,14 +90,7 @@ def box_mask_iou(sam: nn.Module, embedding: torch.Tensor, reference: torch.Tenso
     predictor, side = SamPredictor(sam), sam.image_encoder.img_size
     masks = [on_embedding(predictor, features, side).predict_torch(None, None, boxes, None, False)[0][:, 0].flatten(1)
              for features in (embedding, reference)]
-    inter = (masks[0] & masks[1]).sum(1).float()
-    union = (masks[0] | masks[1]).sum(1).float().clamp_min(1)
-    return float((inter / union).mean())
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident set so far (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return mean_mask_iou(masks[0], masks[1])
 
 
 def _build(name: str, tiny: bool) -> nn.Module:
@@ -143,7 +135,7 @@ def _torch_paths(entry: _Entry, run: ZooRun) -> None:
 
     encoder, x = entry.sam.image_encoder, entry.image
     _time_path(entry, "eager", run, encoder, x)
-    entry.results["peak_rss_mb"] = _peak_rss_mb() if run.own_process else None
+    entry.results["peak_rss_mb"] = peak_rss_bytes() / 2 ** 20 if run.own_process else None
     if is_reparameterizable(encoder):
         _time_path(entry, "fused", run, reparameterize(encoder), x)
     else:
@@ -198,6 +190,20 @@ def _onnx_paths(entry: _Entry, run: ZooRun, calibration: list[np.ndarray]) -> No
         del encoder  # its session's arena (3.7 GB for SAM ViT-B) is not needed while int8 calibrates
 
 
+def encoder_paths(sam: nn.Module, image: torch.Tensor, run: ZooRun, calibration: list[np.ndarray],
+                  results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Time every encoder path of ``sam`` on the preprocessed ``image`` (``1 x 3 x S x S``), changing ``sam`` in place.
+
+    Returns ``results`` with ``"paths"`` (in the order run: eager, fused, channels_last, bf16, onnxruntime, int8;
+    each ``{"s", "error", "mask_iou"}`` or ``{"reason"}``), ``"peak_rss_mb"`` after eager and the ``*_prepare_s`` of
+    the graphs made. ``calibration`` photographs calibrate int8.
+    """
+    entry = _Entry(sam, image, results={**(results or {}), "paths": {}})
+    _torch_paths(entry, run)
+    _onnx_paths(entry, run, calibration)
+    return entry.results
+
+
 def _decoder_ms_per_box(sam: nn.Module, run: ZooRun) -> float:
     from .predictor import FastSamPredictor
 
@@ -227,16 +233,14 @@ def measure_entry(name: str, photo: np.ndarray | None, calibration: list[np.ndar
     if photo is None:
         photo = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
     image = torch.from_numpy(encoder_inputs([photo], side, *sam_normalization(sam))[0])
-    entry = _Entry(sam, image, results={
+    results = encoder_paths(sam, image, run, calibration or [photo], results={
         "family": spec.family, "img_size": sam.image_encoder.img_size, "input_size": side, "tiny": run.tiny,
-        "params": count_params(sam.image_encoder), "zero_shot_coco_ap": spec.zero_shot_coco_ap, "paths": {}})
-    _torch_paths(entry, run)
-    _onnx_paths(entry, run, calibration or [photo])
-    entry.results["decoder_ms_per_box"] = _decoder_ms_per_box(sam, run)
+        "params": count_params(sam.image_encoder), "zero_shot_coco_ap": spec.zero_shot_coco_ap})
+    results["decoder_ms_per_box"] = _decoder_ms_per_box(sam, run)
     # the deployed (fused where it applies) encoder, counted without arithmetic on the meta device, last
-    entry.results["macs"] = count_macs(sam.image_encoder.to("meta"), (1, 3, side, side))
-    entry.results["paths"] = {path: entry.results["paths"][path] for path in PATHS}
-    return entry.results
+    results["macs"] = count_macs(sam.image_encoder.to("meta"), (1, 3, side, side))
+    results["paths"] = {path: results["paths"][path] for path in PATHS}
+    return results
 
 
 def _cell(result: Mapping[str, Any]) -> str:
