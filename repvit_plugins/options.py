@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = [
     "DETECTOR_BACKENDS",
@@ -91,11 +94,13 @@ def option_specs(options: Any) -> list[OptionSpec]:
 class _Options:
     """Validation, overrides and run settings shared by the options dataclasses."""
 
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
+
     def __post_init__(self) -> None:
         for spec in option_specs(self):
             spec.check(getattr(self, spec.name))
 
-    def replace(self, **changes: Any):
+    def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` (option names) applied and checked."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)

@@ -15,7 +15,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class SamDistillDataset(BaseDataset):
         root = Path(self.data_root).expanduser()
         if self.subset is not None:
             images = images[: self.subset] if isinstance(self.subset, int) else [images[i] for i in self.subset]
-        data_list = [dict(img_path=str(p), key=p.relative_to(root).as_posix()) for p in images]
+        data_list: list[dict[str, Any]] = [dict(img_path=str(p), key=p.relative_to(root).as_posix()) for p in images]
         if self.with_boxes and self.layout != "sa1b":
             raise ValueError("with_boxes=True needs SA-1B annotation files (sa_N.json next to sa_N.jpg); "
                              "for a plain folder let the evaluation take boxes from the teacher's masks")
@@ -151,6 +151,8 @@ class SamDistillDataset(BaseDataset):
     @property
     def cache(self) -> EmbeddingCache:
         if self._cache is None:
+            if self.cache_dir is None:
+                raise CacheError("this dataset has no cache_dir")
             self._cache = EmbeddingCache(self.cache_dir)
         return self._cache
 

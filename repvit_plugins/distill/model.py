@@ -83,7 +83,8 @@ class SamEncoderDistiller(BaseModel):
         self.eval_cfg = dict(eval_cfg or {})
         self.loss_weight = loss_weight
         # public since torch 2.2; the private twin behaves the same for an in-place hook
-        getattr(self, "register_state_dict_post_hook", self._register_state_dict_hook)(_drop_teacher_keys)
+        register = getattr(self, "register_state_dict_post_hook", None) or self._register_state_dict_hook
+        register(_drop_teacher_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
     def train(self, mode: bool = True) -> "SamEncoderDistiller":

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
-from torch import nn
 
 from .embedding_cache import EmbeddingCache
 from .teachers import build_teacher, teacher_name
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["cache_meta", "precompute_embeddings"]
 
@@ -25,7 +27,7 @@ def _collate(batch: list[dict]) -> tuple[list[str], torch.Tensor]:
 
 
 @torch.inference_mode()
-def precompute_embeddings(dataset, teacher: Mapping | nn.Module, cache_dir: str | os.PathLike, *,
+def precompute_embeddings(dataset, teacher: Mapping | Sam, cache_dir: str | os.PathLike, *,
                           batch_size: int = 8, shard_size: int = 64, dtype: str = "float16",
                           device: str | torch.device = "cpu", num_workers: int = 0, part: int = 0, parts: int = 1,
                           amp: bool = False, progress: bool = True, meta: Mapping | None = None) -> dict:

@@ -9,13 +9,16 @@ decoder are built and loaded (about 4M parameters instead of 636M for ViT-H).
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 from torch import nn
 
 from ..models.sam_parts import assemble_sam, load_sam_checkpoint
 from ..models.sam_registry import build_encoder, repvit_sam_name, sam_model_names
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["TEACHER_TYPES", "build_teacher", "teacher_name", "load_prompt_decoder_state"]
 
@@ -71,7 +74,7 @@ def load_prompt_decoder_state(checkpoint: str | os.PathLike | Mapping[str, torch
 
 
 def build_teacher(model_type: str = "vit_h", checkpoint: str | os.PathLike | None = None, img_size: int = 1024,
-                  with_encoder: bool = True, arch: str = "m2_3", vit: Mapping | None = None) -> nn.Module:
+                  with_encoder: bool = True, arch: str = "m2_3", vit: Mapping | None = None) -> Sam:
     """A frozen ``segment_anything`` ``Sam`` to distill from.
 
     Args:
@@ -93,7 +96,7 @@ def build_teacher(model_type: str = "vit_h", checkpoint: str | os.PathLike | Non
     if not with_encoder:
         encoder: nn.Module = _NoImageEncoder(img_size)
     elif model_type == "vit":
-        encoder = build_encoder("sam_vit_b", img_size, **dict(vit))
+        encoder = build_encoder("sam_vit_b", img_size, **dict(vit or {}))
     else:
         encoder = build_encoder(name, img_size, **dict(vit or {}))
     sam = assemble_sam(encoder, img_size)

@@ -16,7 +16,7 @@ def _largest_polygon(mask: np.ndarray) -> np.ndarray | None:
 
 def yolo_seg_lines(detections, height: int, width: int) -> list[str]:
     """One line per detection with a non-empty mask (its largest outer contour)."""
-    lines = []
+    lines: list[str] = []
     if detections.mask is None:
         return lines
     for class_id, mask in zip(detections.class_id, detections.mask):

@@ -15,6 +15,8 @@ the image side drop from ``3 N C 1024`` to ``3 N C heads*T`` (about 20x fewer at
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoBiMultiHeadAttention
@@ -27,15 +29,22 @@ _PROJECTIONS = ("vision_proj", "text_proj", "values_vision_proj", "values_text_p
 _CLAMP = 50000.0  # transformers' bound on the scores (kept for the half-precision range)
 
 
-class _FoldedForward:
+if TYPE_CHECKING:  # to mypy the mixin has the attributes of the classes it is mixed into (both share them)
+    _BiAttention = GroundingDinoBiMultiHeadAttention
+else:
+    _BiAttention = object
+
+
+class _FoldedForward(_BiAttention):
     """The folded ``forward``; mixed in before one of transformers' bi-attention classes (its fallback)."""
 
     def _plain_projections(self) -> bool:
         return all(type(getattr(self, name)) is nn.Linear for name in _PROJECTIONS)
 
-    def forward(self, vision_features: torch.Tensor, text_features: torch.Tensor,
-                vision_attention_mask: torch.Tensor | None = None,
-                text_attention_mask: torch.Tensor | None = None):
+    def forward(self, vision_features: torch.FloatTensor, text_features: torch.FloatTensor,
+                vision_attention_mask: torch.BoolTensor | None = None,
+                text_attention_mask: torch.BoolTensor | None = None
+                ) -> tuple[tuple[torch.FloatTensor, torch.FloatTensor], tuple[torch.FloatTensor, torch.FloatTensor]]:
         if (self.training and self.dropout > 0) or not self._plain_projections():
             # dropout acts on the probabilities; swapped projections (int8 ones) have no weight to fold
             return super().forward(vision_features, text_features, vision_attention_mask, text_attention_mask)
@@ -76,7 +85,8 @@ class _FoldedForward:
         vision_maps = vision_probs.permute(0, 2, 1, 3).reshape(batch * heads, tokens, words)
         text_maps = text_probs.view(batch, tokens, heads, words).permute(0, 2, 3, 1).reshape(batch * heads, words,
                                                                                               tokens)
-        return (vision_output, vision_maps), (text_output, text_maps)
+        # torch ops return Tensor; transformers annotates these FloatTensor, which the override has to repeat
+        return (vision_output, vision_maps), (text_output, text_maps)  # type: ignore[return-value]
 
 
 class FoldedBiMultiHeadAttention(_FoldedForward, GroundingDinoBiMultiHeadAttention):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from ..weights.checkpoint_io import extract_state_dict, load_checkpoint_file, st
 from ..weights.zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, RawDetections, load_error
 from .prompts import PromptChunk, class_text
+
+if TYPE_CHECKING:  # mmdet ships no types: mypy sees its classes as Any
+    from mmdet.models.detectors import BaseDetector
 
 __all__ = ["MMDetGroundingDetector"]
 
@@ -93,7 +96,7 @@ class MMDetGroundingDetector(GroundingDetector):
         self.name = str(weights or config)
 
     @staticmethod
-    def _build(cfg: Any) -> torch.nn.Module:
+    def _build(cfg: Any) -> BaseDetector:
         from mmdet.registry import MODELS
 
         try:

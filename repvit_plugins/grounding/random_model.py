@@ -93,8 +93,8 @@ def _bert_processor(folder: Path, config: Any, words: Sequence[str], size: dict[
 
     tokenizer = BertTokenizer(vocab_file=str(write_bert_vocab(folder / "vocab", words,
                                                               config.text_config.vocab_size)))
-    return GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(**({"size": size} if size else {})),
-                                  tokenizer=tokenizer)
+    options: dict[str, Any] = {"size": size} if size else {}
+    return GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(**options), tokenizer=tokenizer)
 
 
 def _clip_tokenizer_of(folder: Path, config: Any, words: Sequence[str]) -> Any:

@@ -67,7 +67,8 @@ class StudentSpec:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         tuples = {"classes", "strides", "mean", "std"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items() if k in known})
+        values: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items() if k in known}
+        return cls(**values)
 
     @property
     def dyconv_shapes(self) -> list[tuple[int, int]]:
@@ -214,7 +215,8 @@ def decode_instances(outputs: Sequence[np.ndarray | torch.Tensor], spec: Student
     found: list[list[torch.Tensor]] = [[], [], [], [], [], []]
     for stride, cls_score, bbox_pred, kernel_pred in zip(spec.strides, cls_scores, bbox_preds, kernel_preds):
         scores, cells, classes = _candidates(cls_score, score_thr, spec.nms_pre)
-        points = _priors(*cls_score.shape[-2:], stride)[cells]
+        height, width = cls_score.shape[-2:]
+        points = _priors(height, width, stride)[cells]
         dist = bbox_pred.flatten(1).t()[cells]
         boxes = torch.cat([points - dist[:, :2], points + dist[:, 2:]], dim=1)
         boxes = boxes.clamp(0, side)

@@ -11,7 +11,6 @@ always runs.
 """
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from typing import Any, Hashable
 
@@ -58,9 +57,14 @@ class TextFeatureCache:
         return output
 
 
-@functools.cache
+_CACHED_CLASSES: dict[type, type] = {}
+
+
 def _cached_class(kind: type) -> type:
-    return type(f"TextCached{kind.__name__}", (TextFeatureCache, kind), {"__module__": __name__})
+    """One cached subclass per text-encoder class."""
+    if kind not in _CACHED_CLASSES:
+        _CACHED_CLASSES[kind] = type(f"TextCached{kind.__name__}", (TextFeatureCache, kind), {"__module__": __name__})
+    return _CACHED_CLASSES[kind]
 
 
 def use_text_feature_cache(module: nn.Module) -> nn.Module:

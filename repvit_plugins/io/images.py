@@ -75,6 +75,8 @@ def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
         return array.astype(np.uint8) * 255
     if array.dtype == np.uint16:
         return np.round(array / 257.0).astype(np.uint8)
+    low: float  # ints in the integer branch, floats in the float one
+    high: float
     if np.issubdtype(array.dtype, np.integer):
         low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
         if low >= 0 and high <= 255:
@@ -212,11 +214,12 @@ def _load_file(path: Path, max_pixels: int | None) -> np.ndarray:
         with _pil_pixel_limit(max_pixels), Image.open(path) as image:
             _check_pixels(image.width, image.height, max_pixels, what)
             image.load()
+            upright: Image.Image = image
             try:
-                image = ImageOps.exif_transpose(image)
+                upright = ImageOps.exif_transpose(image)
             except (OSError, ValueError, SyntaxError, KeyError, TypeError, ZeroDivisionError):
                 pass  # a broken EXIF block: keep the pixels as stored
-            return _pil_to_rgb(image, what)
+            return _pil_to_rgb(upright, what)
     except ImageLoadError:
         raise
     except UnidentifiedImageError as err:
@@ -251,11 +254,9 @@ def load_image(source: Any, *, bgr: bool = False, max_pixels: int | None = DEFAU
         return _load_file(Path(text).expanduser(), max_pixels)
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, bgr, f"array of shape {source.shape}")
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(source, Image.Image):
+    from PIL import Image  # a dependency (decodes every file)
+
+    if isinstance(source, Image.Image):
         return _pil_to_rgb(source, f"PIL image ({source.mode}, {source.width}x{source.height})")
     if hasattr(source, "__array__"):
         return _array_to_rgb(np.asarray(source), bgr, f"{type(source).__name__} input")

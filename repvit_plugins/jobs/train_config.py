@@ -83,10 +83,22 @@ class TrainingSchedule:
         """The iterations of :meth:`epochs_for` epochs (the semantic config's iteration-based schedule)."""
         return self.epochs_for(num_train) * self._steps_per_epoch(num_train)
 
-    def _steps_per_epoch(self, num_train: int) -> int:
+    @property
+    def resolved_image_size(self) -> tuple[int, ...]:
+        """``image_size`` of a schedule taken for a config kind (:meth:`for_kind`)."""
+        if self.image_size is None:
+            raise ValueError("the image size is open: take the schedule of a config kind, schedule.for_kind(kind)")
+        return self.image_size
+
+    @property
+    def resolved_batch_size(self) -> int:
+        """``batch_size`` of a schedule taken for a config kind (:meth:`for_kind`)."""
         if self.batch_size is None:
             raise ValueError("the batch size is open: take the schedule of a config kind, schedule.for_kind(kind)")
-        return max(1, math.ceil(num_train / self.batch_size))
+        return self.batch_size
+
+    def _steps_per_epoch(self, num_train: int) -> int:
+        return max(1, math.ceil(num_train / self.resolved_batch_size))
 
 
 def _header(kind: str, dataset: Path, images_root: Path, classes: Sequence[str], num_train: int,
@@ -106,7 +118,7 @@ _base_ = {str(project_config(recipe.base(arch)))!r}
 data_root = '{{{{ fileDirname }}}}/'
 images_root = data_root + {images!r}  # the image file names of the dataset start here
 classes = {tuple(classes)!r}
-image_size = {tuple(schedule.image_size)!r}
+image_size = {tuple(schedule.resolved_image_size)!r}
 '''
 
 
@@ -176,7 +188,7 @@ def _semantic_fpn_text(dataset: Path, images_root: Path, classes: Sequence[str],
     from .semantic import LABEL_DIR
 
     iterations = schedule.iterations_for(num_train)
-    crop = min(512, min(schedule.image_size))
+    crop = min(512, min(schedule.resolved_image_size))
     header = _header("fpn", dataset, images_root, classes, num_train, schedule, f"iter_{iterations}.pth")
     return header + f'''max_iters = {iterations}
 crop_size = {(crop, crop)!r}
@@ -289,12 +301,12 @@ def _rtmdet_ins_text(dataset: Path, images_root: Path, classes: Sequence[str], n
                      schedule: TrainingSchedule) -> str:
     from ..models.repvit import ARCHS
 
-    side = max(schedule.image_size)
+    side = max(schedule.resolved_image_size)
     schedule = replace(schedule, image_size=(side, side))  # RTMDet trains and tests on squares
     epochs, iterations = schedule.epochs_for(num_train), schedule.iterations_for(num_train)
     plan = rtmdet_augmentation(num_train, epochs)
     # RTMDet's AdamW lr 0.004 is for 256 images per step; square-root scaling suits Adam at small batches
-    lr = 0.004 * math.sqrt(schedule.batch_size / 256)
+    lr = 0.004 * math.sqrt(schedule.resolved_batch_size / 256)
     warmup = min(1000, max(1, iterations // 10))
     header = _header("rtmdet-ins", dataset, images_root, classes, num_train, schedule, f"epoch_{epochs}.pth")
     switch = ("" if plan.switch_epoch is None else

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from mmengine.logging import print_log
 from torch import nn
 
+if TYPE_CHECKING:  # to mypy the mixin is the BaseModule it is mixed into (untyped mmengine: Any)
+    from mmengine.model import BaseModule as _MixedInto
+else:
+    _MixedInto = object
+
 __all__ = ["BackboneMixin"]
 
 
-class BackboneMixin:
+class BackboneMixin(_MixedInto):
     """Freezing, ``norm_eval``, ``init_cfg=dict(type='Pretrained', checkpoint=...)`` through the safe loader."""
 
     frozen_stages: int
     norm_eval: bool
+    init_cfg: dict | list | None
     feature_info: list[dict]
 
     @property

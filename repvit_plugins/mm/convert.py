@@ -27,7 +27,7 @@ KEY_RENAMES: list[tuple[str, str]] = []
 def _dataset_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     if "dataset_meta" in meta:
         return {k.lower(): v for k, v in meta["dataset_meta"].items()}
-    found = {}
+    found: dict[str, Any] = {}
     if meta.get("CLASSES") is not None:
         found["classes"] = tuple(meta["CLASSES"])
     if meta.get("PALETTE") is not None:

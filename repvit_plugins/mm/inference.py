@@ -5,12 +5,12 @@ drawn by mmdet's visualizer) or ``mmseg`` (class map blended over the image).
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
-import torch
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
+from mmengine.model import BaseModel, revert_sync_batchnorm
 
 from ..models.repvit import reparameterize
 from . import register_safe_globals
@@ -24,8 +24,8 @@ class UnsupportedScopeError(ValueError):
     """The config's ``default_scope`` is neither mmdet nor mmseg."""
 
 
-def load_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu",
-               fuse: bool = False) -> torch.nn.Module:
+def load_model(config: str | os.PathLike, checkpoint: str | os.PathLike, *, device: str = "cpu",
+               fuse: bool = False) -> BaseModel:
     """Build the config's model, load ``checkpoint`` (weights_only, every key must fit), optionally re-parameterize.
 
     Raises :class:`UnsupportedScopeError` for a config of another ``default_scope`` and
@@ -60,7 +60,7 @@ def load_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu
     return reparameterize(model) if fuse else model
 
 
-def draw_prediction(model: torch.nn.Module, image: str | Path, out_file: str | Path, *,
+def draw_prediction(model: BaseModel, image: str | Path, out_file: str | Path, *,
                     score_thr: float = 0.3, opacity: float = 0.5):
     """Run ``model`` on ``image``, save the visualisation to ``out_file``; return the prediction."""
     import mmcv

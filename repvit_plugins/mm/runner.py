@@ -27,8 +27,8 @@ __all__ = ["parse_with_launcher", "load_config", "prepare_train", "prepare_test"
            "finish_distributed_worker"]
 
 # what differs between scopes; any other scope gets _GENERIC
-_GENERIC = dict(dumper="DumpResults", show_dir_key=None, show_hook={})
-_SCOPE_TRAITS = {
+_GENERIC: dict[str, Any] = dict(dumper="DumpResults", show_dir_key=None, show_hook={})
+_SCOPE_TRAITS: dict[str, dict[str, Any]] = {
     "mmdet": dict(dumper="DumpDetResults", show_dir_key="test_out_dir", show_hook={}),
     "mmseg": dict(dumper="DumpResults", show_dir_key=None, show_hook=dict(interval=1)),  # default: every 50th
 }
@@ -148,8 +148,8 @@ def _fresh_visualizer(cfg: Config) -> None:
     from mmengine.visualization import Visualizer
 
     visualizer = cfg.get("visualizer")
-    if isinstance(visualizer, dict) and "name" in visualizer and Visualizer.check_instance_created(visualizer.name):
-        visualizer.name = f"{visualizer.name}_{time.monotonic_ns()}"
+    if isinstance(visualizer, dict) and "name" in visualizer and Visualizer.check_instance_created(visualizer["name"]):
+        visualizer["name"] = f"{visualizer['name']}_{time.monotonic_ns()}"
 
 
 def build_runner(cfg: Config) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +24,15 @@ from torch import nn
 from ..grounding.rtmdet_ins import METADATA_KEY, Instances, StudentSpec, letterbox, output_names
 from ..models.repvit import reparameterize
 
+if TYPE_CHECKING:  # mmdet ships no types: mypy sees its classes as Any (their attributes are dynamic)
+    from mmdet.models.dense_heads import RTMDetInsHead
+    from mmdet.models.detectors import BaseDetector
+
 __all__ = ["StudentGraph", "agreement", "export_student", "load_student", "quantize_student_int8", "student_spec",
            "torch_instances"]
 
 
-def _require_rtmdet_ins(model: nn.Module) -> nn.Module:
+def _require_rtmdet_ins(model: BaseDetector) -> RTMDetInsHead:
     head = getattr(model, "bbox_head", None)
     if head is None or not hasattr(head, "dyconv_channels") or not hasattr(head, "prior_generator"):
         raise ValueError(f"{type(model).__name__} with {type(head).__name__} is not an RTMDet-Ins model (its "
@@ -51,7 +55,7 @@ def _test_input_size(cfg: Any) -> int:
     return int(np.atleast_1d(scale)[0])
 
 
-def student_spec(model: nn.Module, input_size: int | None = None) -> StudentSpec:
+def student_spec(model: BaseDetector, input_size: int | None = None) -> StudentSpec:
     """The :class:`StudentSpec` of an mmdet RTMDet-Ins model built by ``init_detector`` (it carries ``cfg``)."""
     head = _require_rtmdet_ins(model)
     classes = (getattr(model, "dataset_meta", None) or {}).get("classes")
@@ -81,7 +85,10 @@ def student_spec(model: nn.Module, input_size: int | None = None) -> StudentSpec
 class StudentGraph(nn.Module):
     """The detector from RGB pixels to raw head outputs: channel order and normalization, backbone, neck, head."""
 
-    def __init__(self, model: nn.Module):
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
+    def __init__(self, model: BaseDetector):
         super().__init__()
         _require_rtmdet_ins(model)
         self.model = model
@@ -98,14 +105,14 @@ class StudentGraph(nn.Module):
         return (*cls_scores, *bbox_preds, *kernel_preds, mask_feat)
 
 
-def load_student(config: str | os.PathLike, checkpoint: str | os.PathLike, *, fuse: bool = True) -> nn.Module:
+def load_student(config: str | os.PathLike, checkpoint: str | os.PathLike, *, fuse: bool = True) -> BaseDetector:
     """A trained student on the CPU, RepViT fused with its own ``fuse()`` (weights read with ``weights_only``)."""
     from .inference import load_model
 
     return load_model(config, checkpoint, device="cpu", fuse=fuse)
 
 
-def export_student(model: nn.Module, path: str | os.PathLike, *, input_size: int | None = None, fuse: bool = True,
+def export_student(model: BaseDetector, path: str | os.PathLike, *, input_size: int | None = None, fuse: bool = True,
                    opset: int | None = None, verbose: bool = False) -> Path:
     """Export an RTMDet-Ins ``model`` (left as it is) to ``path`` with its :class:`StudentSpec` in the metadata.
 
@@ -174,7 +181,7 @@ def quantize_student_int8(src: str | os.PathLike, dst: str | os.PathLike,
     return dst
 
 
-def torch_instances(model: nn.Module, image: np.ndarray) -> Instances:
+def torch_instances(model: BaseDetector, image: np.ndarray) -> Instances:
     """mmdet's own prediction (``inference_detector``, float32) of an ``H x W x 3`` uint8 RGB image."""
     from mmdet.apis import inference_detector
 

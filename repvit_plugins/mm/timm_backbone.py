@@ -16,7 +16,7 @@ from mmengine.model import BaseModule
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.timm_features import OutIndices, create_features, load_timm_features_weights
+from ..models.timm_features import OutIndices, create_features, feature_levels, load_timm_features_weights
 from .backbone_base import BackboneMixin
 
 __all__ = ["TimmBackbone"]
@@ -46,7 +46,7 @@ class TimmBackbone(BackboneMixin, BaseModule):
         self.init_cfg = init_cfg
         self.model_name = model_name
         self.model = create_features(model_name, out_indices, img_size=img_size, **model_kwargs)
-        info = self.model.feature_info
+        info = feature_levels(self.model)
         self.num_levels = len(info.info)
         self.out_indices = tuple(i % self.num_levels for i in info.out_indices)
         self.feature_info = [dict(num_chs=d["num_chs"], reduction=d["reduction"], module=d["module"])

@@ -48,9 +48,10 @@ def set_attention_resolution(model: nn.Module, img_size: tuple[int, int]) -> Non
         if isinstance(module, Attention) and module.attention_biases.shape[1] != h * w:
             table = module.attention_biases
             module.attention_biases = nn.Parameter(resize_bias_table(table, (h, w)).to(table.device))
-            module.attention_bias_idxs = relative_offset_index(h, w, module.attention_bias_idxs.device)
+            module.attention_bias_idxs = relative_offset_index(h, w, table.device)
             module.attention_bias_cache = {}
-            module.resolution = (h, w)
+            # a plain attribute of ours; nn.Module.__setattr__ is typed for tensors and modules only
+            module.resolution = (h, w)  # type: ignore[assignment]
 
 
 def fit_attention_biases(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -63,6 +64,6 @@ def fit_attention_biases(state: Mapping[str, torch.Tensor], model: nn.Module) ->
         if key.endswith("attention_bias_idxs"):  # derived from the resolution, not learned
             fitted[key] = own[key]
         elif key.endswith("attention_biases"):
-            resolution = model.get_submodule(key.rsplit(".", 1)[0]).resolution
-            fitted[key] = resize_bias_table(value, tuple(resolution))
+            height, width = model.get_submodule(key.rsplit(".", 1)[0]).resolution  # type: ignore[misc]  # our tuple
+            fitted[key] = resize_bias_table(value, (height, width))
     return fitted

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 import torch
-from torch import nn
 
 from ..weights.checkpoint_io import extract_state_dict, load_checkpoint_file, strict_load
 from ..weights.zoo import resolve_checkpoint
@@ -15,18 +14,21 @@ from .repvit_keys import is_timm_layout, timm_to_official
 __all__ = ["build_repvit", "load_repvit_weights", "read_state_dict"]
 
 _WRAPPER_PREFIXES = ("backbone.", "image_encoder.", "model.")
+_Model = TypeVar("_Model", bound=RepViT)  # RepViT or a subclass (the mm backbone), returned as given
 
 
 def read_state_dict(spec: str | os.PathLike | Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
     """``(state dict, description)`` from a state dict, a path or a zoo name (``torch.load(weights_only=True)``)."""
-    if isinstance(spec, Mapping) and all(torch.is_tensor(v) for v in spec.values()):
+    if isinstance(spec, Mapping):
+        if not all(torch.is_tensor(v) for v in spec.values()):
+            raise TypeError("a state dict maps parameter names to tensors; pass a nested checkpoint by its path")
         return dict(spec), "state dict"
     path = resolve_checkpoint(spec)
     return extract_state_dict(load_checkpoint_file(path)), str(path)
 
 
-def load_repvit_weights(model: nn.Module, spec: str | os.PathLike | Mapping[str, torch.Tensor], *,
-                        prefix: str | None = None) -> nn.Module:
+def load_repvit_weights(model: _Model, spec: str | os.PathLike | Mapping[str, torch.Tensor], *,
+                        prefix: str | None = None) -> _Model:
     """Load RepViT weights from a path, zoo name or state dict, in any accepted layout.
 
     Layouts: raw state dict, ``{'model': ...}``, ``{'state_dict': ...}`` (with

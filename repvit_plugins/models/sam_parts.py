@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["EMBEDDING_STRIDE", "SAM_EMBED_DIM", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "assemble_sam",
            "encoder_input_size", "load_sam_checkpoint"]
@@ -17,7 +20,7 @@ EMBEDDING_STRIDE = 16
 """Input pixels per embedding cell: every encoder here maps a 1024 input to a 64 x 64 embedding."""
 
 
-def assemble_sam(encoder: nn.Module, img_size: int, pixel_mean=SAM_PIXEL_MEAN, pixel_std=SAM_PIXEL_STD) -> nn.Module:
+def assemble_sam(encoder: nn.Module, img_size: int, pixel_mean=SAM_PIXEL_MEAN, pixel_std=SAM_PIXEL_STD) -> Sam:
     """``encoder`` + segment_anything's prompt encoder and mask decoder, as a ``Sam``."""
     from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
@@ -38,10 +41,13 @@ def assemble_sam(encoder: nn.Module, img_size: int, pixel_mean=SAM_PIXEL_MEAN, p
 def encoder_input_size(encoder: nn.Module) -> int:
     """The side of the square input an image encoder sees: its ``input_size`` (EfficientViT-SAM L: 512) or
     ``img_size`` (the prompt frame, 1024 for every other entry)."""
-    return getattr(encoder, "input_size", None) or encoder.img_size
+    size = getattr(encoder, "input_size", None) or getattr(encoder, "img_size", None)
+    if size is None:
+        raise AttributeError(f"{type(encoder).__name__} has neither input_size nor img_size")
+    return int(size)
 
 
-def load_sam_checkpoint(sam: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:
+def load_sam_checkpoint(sam: Sam, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> Sam:
     """Load a flat SAM state dict (path, zoo name or dict) with strict key checking.
 
     Raises :class:`~repvit_plugins.weights.checkpoint_io.CheckpointError` naming missing,

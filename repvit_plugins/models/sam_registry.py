@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ from torch import nn
 from .repvit import ARCHS, canonical_arch
 from .repvit_sam import EdgeSamEncoder, RepViTSamEncoder
 from .sam_parts import SAM_EMBED_DIM, SAM_PIXEL_MEAN, SAM_PIXEL_STD, assemble_sam, load_sam_checkpoint
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["ENCODER_FAMILIES", "SAM_MODELS", "SamModelSpec", "build_encoder", "build_sam", "repvit_sam_name",
            "sam_model", "sam_model_names", "smoke_variant"]
@@ -76,8 +80,9 @@ def _vit_encoder(img_size: int, embed_dim: int, depth: int, num_heads: int,
     )
 
 
-def _import_tiny_vit():
+def _import_tiny_vit() -> type[nn.Module]:
     """MobileSAM's ``TinyViT``, imported without letting it overwrite timm's own ``tiny_vit_*`` models."""
+    timm_registry: ModuleType | None
     try:
         from timm.models import _registry as timm_registry
     except ImportError:  # no timm: nothing to protect
@@ -204,7 +209,7 @@ def build_encoder(name: str, img_size: int | None = None, **overrides: Any) -> n
 
 def build_sam(name: str = "repvit_sam", checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] | None = None, *,
               pretrained: bool = False, device: str | torch.device = "cpu", img_size: int | None = None,
-              encoder_args: Mapping[str, Any] | None = None) -> nn.Module:
+              encoder_args: Mapping[str, Any] | None = None) -> Sam:
     """A named SAM (a ``segment_anything`` ``Sam``) in eval mode.
 
     Args:

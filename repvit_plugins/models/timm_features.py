@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,11 @@ from ..weights.checkpoint_io import CheckpointError, strict_load
 from .attention_bias import fit_attention_biases, set_attention_resolution
 from .factory import read_state_dict
 
-__all__ = ["create_features", "feature_channels", "feature_info", "feature_strides", "load_timm_features_weights"]
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo  # timm itself is imported when a model is built
+
+__all__ = ["create_features", "feature_channels", "feature_info", "feature_levels", "feature_strides",
+           "load_timm_features_weights"]
 
 OutIndices = int | Sequence[int]
 _WRAPPER_PREFIXES = ("backbone.", "model.")  # mm checkpoints; timm's FeatureGetterNet and TimmBackbone wrappers
@@ -45,10 +49,20 @@ def create_features(model_name: str, out_indices: OutIndices = 4, img_size: int 
     return model
 
 
+def feature_levels(model: nn.Module) -> FeatureInfo:
+    """The ``FeatureInfo`` timm attaches to a model built by :func:`create_features`."""
+    from timm.models import FeatureInfo
+
+    info = model.feature_info
+    if not isinstance(info, FeatureInfo):
+        raise TypeError(f"{type(model).__name__} is not a timm features_only model")
+    return info
+
+
 @functools.lru_cache(maxsize=64)
 def _describe(model_name: str, out_indices: OutIndices, kwargs: tuple) -> tuple[tuple[int, int, str], ...]:
     with torch.device("meta"):
-        info = create_features(model_name, out_indices, **dict(kwargs)).feature_info
+        info = feature_levels(create_features(model_name, out_indices, **dict(kwargs)))
     return tuple((d["num_chs"], d["reduction"], d["module"]) for d in info.get_dicts())
 
 

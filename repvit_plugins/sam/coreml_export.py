@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .onnx_export import PromptDecoder, fused_encoder
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["PRECISIONS", "require_coremltools", "convert_encoder", "convert_decoder"]
 
@@ -49,13 +53,13 @@ def _convert(module: nn.Module, example: tuple, dynamic_shapes, precision: str, 
     return path
 
 
-def convert_encoder(sam: nn.Module, path: str | os.PathLike, precision: str = "fp16") -> Path:
+def convert_encoder(sam: Sam, path: str | os.PathLike, precision: str = "fp16") -> Path:
     """Convert the fused image encoder (input ``1 x 3 x S x S``, preprocessed as ``Sam.preprocess``)."""
     size = sam.image_encoder.img_size
     return _convert(fused_encoder(sam), (torch.rand(1, 3, size, size),), None, precision, path)
 
 
-def convert_decoder(sam: nn.Module, path: str | os.PathLike, precision: str = "fp16", max_points: int = 16) -> Path:
+def convert_decoder(sam: Sam, path: str | os.PathLike, precision: str = "fp16", max_points: int = 16) -> Path:
     """Convert the decoder: inputs as the ONNX decoder, one prompt of 1 to ``max_points`` points (box corners 2, 3)."""
     from torch.export import Dim
 

@@ -26,10 +26,15 @@ Results equal ``MaskDecoder`` to float32 rounding (tested on random weights).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:  # segment_anything ships no types: to mypy its modules are Any (their attributes are dynamic)
+    from segment_anything.modeling import Sam
+    from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 
 __all__ = ["DecoderContext", "FastMaskDecoder"]
 
@@ -64,7 +69,7 @@ class FastMaskDecoder(nn.Module):
     UPSCALE_BLOCK = 512
     """Image tokens upscaled per step (their activations, about 1.5 MB at SAM's widths, fit a core's L2 cache)."""
 
-    def __init__(self, sam: nn.Module):
+    def __init__(self, sam: Sam) -> None:
         super().__init__()
         self.mask_decoder = sam.mask_decoder
         self.prompt_encoder = sam.prompt_encoder
@@ -93,7 +98,8 @@ class FastMaskDecoder(nn.Module):
         return DecoderContext(image_embeddings, image, src, pe_terms, final_pe, first, (h, w))
 
     @staticmethod
-    def _image_projections(layer: nn.Module, keys: torch.Tensor, pe_term: tuple[torch.Tensor, torch.Tensor]):
+    def _image_projections(layer: TwoWayAttentionBlock, keys: torch.Tensor, pe_term: tuple[torch.Tensor, torch.Tensor]
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three projections of one block that read the image tokens, as one GEMM."""
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
         weight = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight])
@@ -102,7 +108,7 @@ class FastMaskDecoder(nn.Module):
 
     # -- attention -------------------------------------------------------------------------------
     @staticmethod
-    def _token_to_image(attn: nn.Module, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    def _token_to_image(attn: Attention, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         shared: bool) -> torch.Tensor:
         """Tokens (``B x T x C``) attend to image keys/values (``1 x N x c`` if ``shared``, else ``B x N x c``)."""
         b, t, _ = queries.shape
@@ -114,7 +120,7 @@ class FastMaskDecoder(nn.Module):
         return attn.out_proj(out.transpose(1, 2).reshape(b, t, -1))
 
     @staticmethod
-    def _token_to_image_absorbed(attn: nn.Module, queries: torch.Tensor, keys: torch.Tensor, k_term: torch.Tensor,
+    def _token_to_image_absorbed(attn: Attention, queries: torch.Tensor, keys: torch.Tensor, k_term: torch.Tensor,
                                  v_bias: torch.Tensor) -> torch.Tensor:
         """Tokens (``B x T x C``) attend to per-prompt image tokens ``keys`` (``B x N x C``), never projected.
 
@@ -134,7 +140,7 @@ class FastMaskDecoder(nn.Module):
         return attn.out_proj(out.transpose(1, 2).reshape(b, t, internal))
 
     @staticmethod
-    def _image_to_token(attn: nn.Module, q: torch.Tensor | tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor,
+    def _image_to_token(attn: Attention, q: torch.Tensor | tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor,
                         values: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``residual`` + image queries attending to the prompt tokens -> ``B x N x C``.
 
@@ -164,7 +170,7 @@ class FastMaskDecoder(nn.Module):
         probs = scores.softmax(2).reshape(b, heads * t, n)
         return torch.baddbmm(residual, probs.mT, vw)
 
-    def _block(self, layer: nn.Module, queries: torch.Tensor, query_pe: torch.Tensor, keys: torch.Tensor,
+    def _block(self, layer: TwoWayAttentionBlock, queries: torch.Tensor, query_pe: torch.Tensor, keys: torch.Tensor,
                context: DecoderContext, index: int, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
@@ -174,6 +180,7 @@ class FastMaskDecoder(nn.Module):
         queries = layer.norm1(queries)
         t2i = layer.cross_attn_token_to_image
         k_term, q_term = context.pe_terms[index]
+        q_image: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
         if shared:
             k, v, q_image = context.first
             attn = self._token_to_image(t2i, queries + query_pe, k, v, True)
@@ -215,7 +222,8 @@ class FastMaskDecoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, context: DecoderContext, sparse_embeddings: torch.Tensor,
-                dense_embeddings: torch.Tensor | None = None, multimask_output: bool | None = True):
+                dense_embeddings: torch.Tensor | None = None, multimask_output: bool | None = True
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res mask logits ``B x M x 4h x 4w`` and IoU predictions ``B x M``, as ``MaskDecoder``.
 
         ``dense_embeddings`` is ``None`` when no mask prompt is given (the image-only
@@ -228,7 +236,7 @@ class FastMaskDecoder(nn.Module):
         tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
         tokens = torch.cat([tokens.unsqueeze(0).expand(b, -1, -1), sparse_embeddings], dim=1)
         shared = dense_embeddings is None  # the image tokens are the same for every prompt until block 0 mixes them
-        if shared:
+        if dense_embeddings is None:
             keys = context.src
         else:
             keys = context.image + dense_embeddings.flatten(2).transpose(1, 2)

@@ -30,6 +30,8 @@ def decoder_feeds(image_embeddings: torch.Tensor, point_coords: torch.Tensor | N
     batch = prompt_count(point_coords, boxes, mask_input)
     coords, labels = [], []
     if point_coords is not None:
+        if point_labels is None:
+            raise ValueError("point_coords need point_labels")
         coords.append(point_coords.float())
         labels.append(point_labels.float())
     if boxes is not None:
@@ -39,7 +41,7 @@ def decoder_feeds(image_embeddings: torch.Tensor, point_coords: torch.Tensor | N
         coords.append(torch.zeros(batch, 1, 2))
         labels.append(-torch.ones(batch, 1))
     has_mask = mask_input is not None
-    if not has_mask:
+    if mask_input is None:
         mask_input = torch.zeros(batch, 1, *mask_size)
     return {
         "image_embeddings": image_embeddings.float().contiguous(),

@@ -20,7 +20,7 @@ import copy
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -30,6 +30,9 @@ from ..models.sam_parts import encoder_input_size
 from ..runtime.quiet import quietly
 from .decoder_inputs import DECODER_INPUTS, decoder_feeds
 from .ort_backend import OrtImageEncoder, OrtPromptDecoder
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = [
     "ENCODER_INPUTS", "ENCODER_OUTPUTS", "DECODER_OUTPUTS", "PromptDecoder", "fused_encoder", "export_encoder",
@@ -57,7 +60,7 @@ class PromptDecoder(nn.Module):
     embedding (labels 2/3 are the box corners) and ``MaskDecoder.predict_masks``.
     """
 
-    def __init__(self, sam: nn.Module):
+    def __init__(self, sam: Sam):
         super().__init__()
         from segment_anything.utils.onnx import SamOnnxModel
 
@@ -71,7 +74,7 @@ class PromptDecoder(nn.Module):
         return self.mask_decoder.predict_masks(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense)
 
 
-def fused_encoder(sam: nn.Module) -> nn.Module:
+def fused_encoder(sam: Sam) -> nn.Module:
     """A fused float32 CPU copy of ``sam.image_encoder`` (the model itself is left as it is)."""
     from ..models.repvit import reparameterize
 
@@ -106,7 +109,7 @@ def _export(module: nn.Module, args: tuple, path: str | os.PathLike, input_names
     return path
 
 
-def export_encoder(sam: nn.Module, path: str | os.PathLike, *, fuse: bool = True, opset: int | None = None,
+def export_encoder(sam: Sam, path: str | os.PathLike, *, fuse: bool = True, opset: int | None = None,
                    verbose: bool = False) -> Path:
     """Export the image encoder (fused by default) to ``path``; returns the path."""
     encoder = fused_encoder(sam) if fuse else copy.deepcopy(sam.image_encoder).float().cpu().eval()
@@ -115,7 +118,7 @@ def export_encoder(sam: nn.Module, path: str | os.PathLike, *, fuse: bool = True
     return _export(encoder, example, path, ENCODER_INPUTS, ENCODER_OUTPUTS, None, opset, verbose)
 
 
-def export_decoder(sam: nn.Module, path: str | os.PathLike, *, opset: int | None = None,
+def export_decoder(sam: Sam, path: str | os.PathLike, *, opset: int | None = None,
                    verbose: bool = False) -> Path:
     """Export prompt encoder + mask decoder with dynamic numbers of prompts and points (see :class:`PromptDecoder`)."""
     from torch.export import Dim
@@ -139,7 +142,7 @@ def export_decoder(sam: nn.Module, path: str | os.PathLike, *, opset: int | None
     return _export(decoder, example, path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset, verbose)
 
 
-def check_encoder(sam: nn.Module, path: str | os.PathLike,
+def check_encoder(sam: Sam, path: str | os.PathLike,
                   measure: Callable[[torch.Tensor, torch.Tensor], float] = relative_error,
                   image: torch.Tensor | None = None) -> float:
     """``measure`` between the encoder file in onnxruntime and ``sam``'s encoder on ``image`` (default: random)."""
@@ -151,7 +154,7 @@ def check_encoder(sam: nn.Module, path: str | os.PathLike,
     return measure(OrtImageEncoder(path, sam.image_encoder.img_size, input_size=size)(image), reference)
 
 
-def check_decoder(sam: nn.Module, path: str | os.PathLike) -> float:
+def check_decoder(sam: Sam, path: str | os.PathLike) -> float:
     """Largest relative error of the decoder file in onnxruntime vs :class:`PromptDecoder` (5 point + box prompts)."""
     gen = torch.Generator().manual_seed(0)
     grid = sam.prompt_encoder.image_embedding_size

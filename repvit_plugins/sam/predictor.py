@@ -16,7 +16,7 @@ from segment_anything import SamPredictor
 from segment_anything.utils.amg import calculate_stability_score
 
 from ..models.sam_parts import encoder_input_size
-from .decoder import FastMaskDecoder
+from .decoder import DecoderContext, FastMaskDecoder
 from .decoder_inputs import decoder_feeds, prompt_count
 from .mask_resize import postprocess_masks
 
@@ -54,10 +54,18 @@ class FastSamPredictor(SamPredictor):
             default suits CPU caches). Masks are thresholded per chunk.
     """
 
+    # SamPredictor's image state (untyped upstream), None until an image is set
+    features: torch.Tensor
+    is_image_set: bool
+    image_key: str | None
+    original_size: tuple[int, int] | None
+    input_size: tuple[int, int] | None
+    _context: DecoderContext | None
+
     def __init__(self, sam_model, decoder: str | Callable = "fast", cache_size: int = 4, chunk_size: int | None = None):
         if isinstance(decoder, str) and decoder not in ("fast", "sam"):
             raise ValueError(f"decoder must be 'fast', 'sam' or an onnxruntime decoder, got {decoder!r}")
-        self.decoder = decoder
+        self.decoder: str | Callable = decoder
         self.fast_decoder = FastMaskDecoder(sam_model)
         self.cache_size = max(0, cache_size)
         self.chunk_size = chunk_size
@@ -72,11 +80,12 @@ class FastSamPredictor(SamPredictor):
         self.input_size = None
         self._context = None
 
-    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Embed ``image`` (``H x W x 3`` uint8), or reuse its embedding if this content was seen recently."""
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> str:
+        """Embed ``image`` (``H x W x 3`` uint8), or reuse its embedding if this content was seen recently;
+        returns its :func:`image_content_key`."""
         key = image_content_key(image, image_format)
         if key == self.image_key and self.is_image_set:
-            return
+            return key
         cached = self._cache.get(key)
         if cached is None:
             self._embed(image, image_format)
@@ -91,6 +100,7 @@ class FastSamPredictor(SamPredictor):
             self.features, self.original_size, self.input_size = cached
             self.is_image_set = True
         self.image_key = key
+        return key
 
     def _embed(self, image: np.ndarray, image_format: str) -> None:
         """``SamPredictor.set_image``, or, for an encoder that sees the image at its own ``input_size``
@@ -108,8 +118,8 @@ class FastSamPredictor(SamPredictor):
         x = (small.permute(2, 0, 1)[None].float() - self.model.pixel_mean) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, side - x.shape[-1], 0, side - x.shape[-2]))
         self.reset_image()
-        self.original_size = image.shape[:2]
-        self.input_size = tuple(self.transform.get_preprocess_shape(*image.shape[:2], self.transform.target_length))
+        self.original_size = (image.shape[0], image.shape[1])
+        self.input_size = self.transform.get_preprocess_shape(*image.shape[:2], self.transform.target_length)
         with torch.no_grad():
             self.features = self.model.image_encoder(x).contiguous()
         self.is_image_set = True
@@ -129,7 +139,7 @@ class FastSamPredictor(SamPredictor):
         self._cache.clear()
 
     @property
-    def context(self):
+    def context(self) -> DecoderContext:
         """The fast decoder's per-image tensors, computed once per image."""
         if self._context is None or self._context.source is not self.features:
             self._context = self.fast_decoder.prepare(self.features)
@@ -143,7 +153,7 @@ class FastSamPredictor(SamPredictor):
                 points=(coords, labels) if coords is not None else None, boxes=boxes, masks=masks)
             return self.model.mask_decoder(self.features, self.model.prompt_encoder.get_dense_pe(), sparse, dense,
                                            multimask_output)
-        if self.decoder == "fast":
+        if isinstance(self.decoder, str):  # 'fast' (the names were checked in __init__)
             sparse, _ = self.model.prompt_encoder(points=(coords, labels) if coords is not None else None,
                                                   boxes=boxes, masks=None)
             dense = None
@@ -179,27 +189,35 @@ class FastSamPredictor(SamPredictor):
         if batch == 0:  # segment_anything's decoder cannot reshape an empty batch: answer with empty tensors
             return self._no_masks(multimask_output and not best_only, return_logits)
         step = self._prompts_per_step()
+        sizes = self.image_sizes()
         outputs = []
         for start in range(0, batch, step):
-            part = [_prompt_rows(t, start, step, batch) for t in (point_coords, point_labels, boxes, mask_input)]
-            low, iou = self._decode(*part, multimask_output)
+            coords, labels, box_rows, masks_in = (_prompt_rows(t, start, step, batch)
+                                                  for t in (point_coords, point_labels, boxes, mask_input))
+            low, iou = self._decode(coords, labels, box_rows, masks_in, multimask_output)
             if getattr(self.model, "mask_scoring", "iou") == "stability":  # EdgeSAM scores masks by stability
                 iou = calculate_stability_score(low, self.model.mask_threshold, STABILITY_OFFSET)
             if best_only and low.shape[1] > 1:
                 best = iou.argmax(dim=1)
                 rows = torch.arange(low.shape[0], device=low.device)
                 low, iou = low[rows, best][:, None], iou[rows, best][:, None]
-            masks = postprocess_masks(low, self.model.image_encoder.img_size, self.input_size, self.original_size)
+            masks = postprocess_masks(low, self.model.image_encoder.img_size, *sizes)
             if not return_logits:
                 masks = masks > self.model.mask_threshold
             outputs.append((masks, iou, low))
         masks, iou, low = (torch.cat(parts) for parts in zip(*outputs))
         return masks, iou, low
 
+    def image_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(input_size, original_size)`` of the set image (``RuntimeError`` when none is set)."""
+        if self.input_size is None or self.original_size is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        return self.input_size, self.original_size
+
     def _no_masks(self, multimask_output: bool, return_logits: bool):
         """The empty ``(masks, scores, low-res logits)`` of a call with no prompts."""
         count = self.model.mask_decoder.num_mask_tokens - 1 if multimask_output else 1
         low = torch.zeros(0, count, *self.model.prompt_encoder.mask_input_size, device=self.device)
-        masks = torch.zeros(0, count, *self.original_size, device=self.device,
+        masks = torch.zeros(0, count, *self.image_sizes()[1], device=self.device,
                             dtype=torch.float if return_logits else torch.bool)
         return masks, torch.zeros(0, count, device=self.device), low

@@ -129,7 +129,8 @@ def run_in_child(fn: Callable[..., T], *args: Any, what: str) -> T:
     import multiprocessing
     import signal
 
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_answer, args=(send, fn, args), daemon=True)
     child.start()

@@ -10,7 +10,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ..models.sam_parts import encoder_input_size
 from ..options import SAM_BACKENDS
 from .predictor import DECODERS, FastSamPredictor, image_content_key
 from .prompts import PromptError, check_boxes, check_image, check_mask_input, check_points
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["SamSegmenter", "BACKENDS"]
 
@@ -36,7 +39,7 @@ def weights_digest(*modules: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached_onnx(sam: nn.Module, kind: str) -> Path:
+def _cached_onnx(sam: Sam, kind: str) -> Path:
     """Export the encoder or decoder once into the model cache, keyed by the weights."""
     from ..weights.zoo import cache_dir
     from .onnx_export import export_decoder, export_encoder
@@ -76,7 +79,7 @@ class SamSegmenter:
         chunk_size: prompts per decoder step inside one call.
     """
 
-    def __init__(self, sam: nn.Module | None = None, checkpoint: str | os.PathLike | Mapping | None = None,
+    def __init__(self, sam: Sam | None = None, checkpoint: str | os.PathLike | Mapping | None = None,
                  backend: str = "torch", fuse: bool = True, channels_last: bool = True, device: str = "cpu", *,
                  model: str | None = None, arch: str = "m2_3", img_size: int | None = None, decoder: str = "fast",
                  compile: bool = False, precision: str = "fp32",
@@ -95,16 +98,17 @@ class SamSegmenter:
             load_sam_checkpoint(sam, checkpoint)
         self.sam = sam.eval()
         self.backend = backend
-        model = self._torch_model(fuse, channels_last, compile, precision) if backend == "torch" else \
+        sam_model = self._torch_model(fuse, channels_last, compile, precision) if backend == "torch" else \
             self._ort_model(encoder_onnx, threads)
         prompt_decoder: str | Callable = decoder  # a name FastSamPredictor knows, or the onnxruntime decoder
         if decoder == "onnxruntime":
             from .ort_backend import OrtPromptDecoder
 
             prompt_decoder = OrtPromptDecoder(decoder_onnx or _cached_onnx(self.sam, "decoder"), threads)
-        self.predictor = FastSamPredictor(model, decoder=prompt_decoder, cache_size=cache_size, chunk_size=chunk_size)
+        self.predictor = FastSamPredictor(sam_model, decoder=prompt_decoder, cache_size=cache_size,
+                                          chunk_size=chunk_size)
 
-    def _torch_model(self, fuse: bool, channels_last: bool, compile: bool, precision: str) -> nn.Module:
+    def _torch_model(self, fuse: bool, channels_last: bool, compile: bool, precision: str) -> Sam:
         from ..models.repvit import reparameterize
         from ..runtime.speed import AutocastModule
 
@@ -117,24 +121,25 @@ class SamSegmenter:
             encoder.compile()
         return self.sam if precision == "fp32" else self._with_encoder(AutocastModule(encoder, precision))
 
-    def _ort_model(self, encoder_onnx, threads: int | None) -> nn.Module:
+    def _ort_model(self, encoder_onnx: str | os.PathLike | None, threads: int | None) -> Sam:
         from .ort_backend import OrtImageEncoder
 
         path = encoder_onnx or _cached_onnx(self.sam, "encoder")
         return self._with_encoder(OrtImageEncoder(path, self.sam.image_encoder.img_size, threads,
                                                   input_size=encoder_input_size(self.sam.image_encoder)))
 
-    def _with_encoder(self, encoder: nn.Module) -> nn.Module:
+    def _with_encoder(self, encoder: nn.Module) -> Sam:
         """A ``Sam`` sharing this model's prompt encoder and mask decoder, with another image encoder."""
-        from segment_anything.modeling import Sam
+        from segment_anything.modeling import Sam as SamModel
 
-        model = Sam(encoder, self.sam.prompt_encoder, self.sam.mask_decoder,
-                    pixel_mean=self.sam.pixel_mean.flatten().tolist(), pixel_std=self.sam.pixel_std.flatten().tolist())
+        model = SamModel(encoder, self.sam.prompt_encoder, self.sam.mask_decoder,
+                         pixel_mean=self.sam.pixel_mean.flatten().tolist(),
+                         pixel_std=self.sam.pixel_std.flatten().tolist())
         return model.to(self.sam.device).eval()
 
     # -- image -----------------------------------------------------------------------------------
     @property
-    def model(self) -> nn.Module:
+    def model(self) -> Sam:
         """The ``Sam`` the predictor runs (its encoder is onnxruntime-backed with that backend)."""
         return self.predictor.model
 
@@ -146,12 +151,12 @@ class SamSegmenter:
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` of the current image."""
         self._require_image()
-        return tuple(self.predictor.original_size)
+        height, width = self.predictor.image_sizes()[1]
+        return height, width
 
     def set_image(self, image: np.ndarray) -> str:
         """Embed an ``H x W x 3`` uint8 RGB image (cached by content); returns its key."""
-        self.predictor.set_image(check_image(image))
-        return self.predictor.image_key
+        return self.predictor.set_image(check_image(image))
 
     def has_embedding(self, image: np.ndarray) -> bool:
         """Whether ``image``'s embedding is cached (``set_image`` will then be instant)."""

@@ -72,8 +72,9 @@ def reachable_hosts(urls: Iterable[str], timeout: float = PROBE_TIMEOUT) -> dict
 def use_hub_offline() -> None:
     """Make this process read Hugging Face models from the local cache only (no retries on a dead network)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:  # already imported: it read the variable at import time
+    if "huggingface_hub.constants" in sys.modules:  # already imported: it read the variable at import time
+        from huggingface_hub import constants
+
         constants.HF_HUB_OFFLINE = True
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..options import ModelOptions
 from .checkpoint_io import CheckpointError
 from .hub import cached_hub_model, hub_endpoint, hub_offline, looks_like_local_path, reachable_hosts, use_hub_offline
-from .zoo import cache_dir, downloads_disabled, resolve_checkpoint, zoo_entry
+from .zoo import ZooEntry, cache_dir, downloads_disabled, resolve_checkpoint, zoo_entry
 
 __all__ = ["MissingWeight", "MissingWeightsError", "Need", "check_weights", "needed_weights"]
 
@@ -92,6 +92,14 @@ def needed_weights(models: ModelOptions, *, sam: bool = True) -> list[Need]:
     return needs
 
 
+def _zoo_entry(need: Need) -> ZooEntry:
+    """The zoo entry of a ``'zoo'`` need (:func:`_checkpoint_need` gives that kind only to zoo names)."""
+    entry = zoo_entry(need.spec)
+    if entry is None:
+        raise ValueError(f"{need.spec!r} is not a model-zoo name")
+    return entry
+
+
 def _local_problem(need: Need) -> str | None:
     path = Path(need.spec).expanduser()
     if need.kind == "file" and not path.is_file():
@@ -124,7 +132,7 @@ def check_weights(models: ModelOptions, *, sam: bool = True) -> None:
             try:
                 resolve_checkpoint(need.spec, allow_download=False)
             except CheckpointError:
-                to_fetch[need] = zoo_entry(need.spec).url
+                to_fetch[need] = _zoo_entry(need).url
         elif cached_hub_model(need.spec) is None:
             to_fetch[need] = hub_endpoint()
     hub_needed = any(need.kind == "hub" for need in needs)
@@ -138,7 +146,7 @@ def check_weights(models: ModelOptions, *, sam: bool = True) -> None:
             continue
         why = "offline mode is set" if offline[need.kind] else f"{url.split('/')[2]} cannot be reached"
         if need.kind == "zoo":
-            entry = zoo_entry(need.spec)
+            entry = _zoo_entry(need)
             fix = (f"download {entry.url}\nand put it at {cache_dir() / entry.filename}\n"
                    f"(or pass its path with {need.flag})")
             missing.append(MissingWeight(need, f"{entry.filename} is not in the cache and {why}", fix))
