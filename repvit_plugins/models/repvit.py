@@ -29,26 +29,51 @@ __all__ = [
 
 
 @torch.no_grad()
-def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm):
+def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
+             bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold ``bn`` into a preceding linear op with ``weight`` (out first) and ``bias``."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    mean, var = _running_stats(bn)
+    scale = bn.weight / torch.sqrt(var + bn.eps)
     shape = (-1,) + (1,) * (weight.dim() - 1)
-    base = bias if bias is not None else torch.zeros_like(bn.running_mean)
-    return weight * scale.reshape(shape), bn.bias + (base - bn.running_mean) * scale
+    base = bias if bias is not None else torch.zeros_like(mean)
+    return weight * scale.reshape(shape), bn.bias + (base - mean) * scale
+
+
+def _running_stats(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(running_mean, running_var)``, which folding needs (a BN built with ``track_running_stats``)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("a BatchNorm without running statistics cannot be folded")
+    return bn.running_mean, bn.running_var
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a conv built with one."""
+    if conv.bias is None:
+        raise ValueError("the conv has no bias")
+    return conv.bias
 
 
 def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True, device=weight.device, dtype=weight.dtype,
+        conv.in_channels, conv.out_channels, _pair(conv.kernel_size), _pair(conv.stride),
+        conv.padding if isinstance(conv.padding, str) else _pair(conv.padding), _pair(conv.dilation), conv.groups,
+        bias=True, device=weight.device, dtype=weight.dtype,
     )
     fused.weight.data.copy_(weight)
-    fused.bias.data.copy_(bias)
+    _bias(fused).data.copy_(bias)
     return fused
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A 2d conv's ``(h, w)`` setting (torch types them as any-length tuples)."""
+    return value[0], value[1]
 
 
 class Conv2dBN(nn.Sequential):
     """Conv (no bias) + BatchNorm; keys ``c`` and ``bn`` as in the official code."""
+
+    c: nn.Conv2d
+    bn: nn.BatchNorm2d
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, stride: int = 1,
                  padding: int = 0, groups: int = 1, bn_weight_init: float = 1.0):
@@ -67,6 +92,9 @@ class Conv2dBN(nn.Sequential):
 class BNLinear(nn.Sequential):
     """BatchNorm1d + Linear; keys ``bn`` and ``l``."""
 
+    bn: nn.BatchNorm1d
+    l: nn.Linear  # noqa: E741 - the official key
+
     def __init__(self, in_features: int, out_features: int, std: float = 0.02):
         super().__init__()
         self.add_module("bn", nn.BatchNorm1d(in_features))
@@ -77,8 +105,9 @@ class BNLinear(nn.Sequential):
     @torch.no_grad()
     def fuse(self) -> nn.Linear:
         bn, linear = self.bn, self.l
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
+        mean, var = _running_stats(bn)
+        scale = bn.weight / torch.sqrt(var + bn.eps)
+        shift = bn.bias - mean * scale
         fused = nn.Linear(linear.in_features, linear.out_features, device=linear.weight.device)
         fused.weight.data.copy_(linear.weight * scale[None, :])
         fused.bias.data.copy_(linear.weight @ shift + linear.bias)
@@ -122,6 +151,9 @@ class RepVGGDW(nn.Module):
     conv-BN of its own (keys ``conv1.c`` / ``conv1.bn``) and there is no outer BN.
     """
 
+    conv1: Conv2dBN | nn.Conv2d
+    bn: nn.BatchNorm2d | nn.Identity
+
     def __init__(self, channels: int, legacy: bool = False):
         super().__init__()
         self.conv = Conv2dBN(channels, channels, 3, 1, 1, groups=channels)
@@ -142,7 +174,7 @@ class RepVGGDW(nn.Module):
         one = self.conv1.fuse() if isinstance(self.conv1, Conv2dBN) else self.conv1
         identity = F.pad(torch.ones_like(one.weight), [1, 1, 1, 1])
         weight = conv.weight + F.pad(one.weight, [1, 1, 1, 1]) + identity
-        bias = conv.bias + one.bias
+        bias = _bias(conv) + _bias(one)
         if isinstance(self.bn, nn.BatchNorm2d):
             weight, bias = _fold_bn(weight, bias, self.bn)
         return _conv_like(conv, weight, bias)
@@ -244,7 +276,8 @@ class RepViTArch:
         for stage, depth in enumerate(self.depths):
             index += depth + (stage > 0)
             ends.append(index)
-        return tuple(ends)
+        first, second, third, last = ends
+        return first, second, third, last
 
     @property
     def det_out_indices(self) -> tuple[int, ...]:
