@@ -91,10 +91,11 @@ class DemoModels:
                 self.detector = self._build("detector", self.detector_factory)
             return self.detector
         if speed not in self._other_detectors:
-            if self.speed_factory is None:
+            speed_factory = self.speed_factory
+            if speed_factory is None:
                 raise DemoError(f"This demo runs one speed preset ({self.speed}); {speed} is not available.")
             self._other_detectors[speed] = self._build(f"detector of the {speed} preset",
-                                                       lambda: self.speed_factory(speed))
+                                                       lambda: speed_factory(speed))
         return self._other_detectors[speed]
 
     def get_segmenter(self, sam_model: str | None = None):
@@ -104,10 +105,11 @@ class DemoModels:
                 self.segmenter = self._build("segmenter", self.segmenter_factory)
             return self.segmenter
         if sam_model not in self._other_segmenters:
-            if self.sam_factory is None:
+            sam_factory = self.sam_factory
+            if sam_factory is None:
                 raise DemoError(f"This demo runs one SAM model ({self.sam_model}); {sam_model} is not available.")
             self._other_segmenters[sam_model] = self._build(f"segmenter {sam_model}",
-                                                            lambda: self.sam_factory(sam_model))
+                                                            lambda: sam_factory(sam_model))
         return self._other_segmenters[sam_model]
 
 

@@ -11,7 +11,7 @@ top-k happen here. The factory lives in :mod:`repvit_plugins.grounding.factory`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ..runtime.speed import autocast
 from .inputs import as_images, batched
 from .mask_source import uses_sam
 from .prompts import DEFAULT_MAX_TOKENS, PromptChunk, parse_prompt, score_queries, tokenize_prompt
+
+if TYPE_CHECKING:  # supervision is imported when detections are built, not with the package
+    import supervision as sv
 
 __all__ = ["DetectorLoadError", "GroundingDetector", "RawDetections", "pad_for_detection", "select_detections"]
 
@@ -87,7 +90,7 @@ def _inside(xyxy: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, 
     return xyxy, (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
 
 
-def _detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, names: Sequence[str]):
+def _detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, names: Sequence[str]) -> sv.Detections:
     import supervision as sv
     from supervision.config import CLASS_NAME_DATA_FIELD
 
@@ -173,7 +176,7 @@ class GroundingDetector(ABC):
 
     @torch.no_grad()
     def detect(self, images: Any, prompt: str | Sequence[str], options: PipelineOptions | None = None,
-               **overrides: Any) -> list:
+               **overrides: Any) -> list[sv.Detections]:
         """Boxes for ``prompt`` on each image: a list of ``supervision.Detections``, one per image.
 
         Args:
@@ -185,7 +188,7 @@ class GroundingDetector(ABC):
         options = (options or self.options).replace(**overrides)
         names = parse_prompt(prompt)
         chunks = self.prompt_chunks(names)
-        results = []
+        results: list[sv.Detections] = []
         for batch in batched(as_images(images), options.batch_size):
             padded = [pad_for_detection(image) for image in batch]
             with autocast(self.device, self.precision):

@@ -28,8 +28,8 @@ from ..weights.zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, RawDetections
 from .prompts import PromptChunk, strip_article
 
-__all__ = ["MMDetClosedSetDetector", "inference_pipeline", "is_closed_set_config", "is_single_stage", "match_classes",
-           "predicts_masks"]
+__all__ = ["ClosedSetDetector", "MMDetClosedSetDetector", "inference_pipeline", "is_closed_set_config",
+           "is_single_stage", "match_classes", "predicts_masks"]
 
 def _key(name: str) -> str:
     return strip_article(name).lower()
@@ -95,7 +95,26 @@ def predicts_masks(model: torch.nn.Module) -> bool:
             or getattr(getattr(model, "bbox_head", None), "mask_head", None) is not None)
 
 
-class MMDetClosedSetDetector(GroundingDetector):
+class ClosedSetDetector(GroundingDetector):
+    """A detector of its own fixed :attr:`classes` (no text encoder): the prompt picks some of them.
+
+    A subclass sets :attr:`classes` and implements :meth:`predict_batch` for the one chunk of all prompt classes.
+    """
+
+    classes: list[str]
+    """The model's class names (a prompt class is matched to them by :func:`match_classes`)."""
+
+    @property
+    def tokenizer(self) -> Any:
+        return None  # closed set: no text encoder
+
+    def prompt_chunks(self, names: Sequence[str]) -> list[PromptChunk]:
+        """One chunk of all classes (nothing to tokenize)."""
+        match_classes(names, self.classes)  # unknown classes fail here, before any image
+        return [PromptChunk(tuple(names), tuple(range(len(names))), "", (), ())]
+
+
+class MMDetClosedSetDetector(ClosedSetDetector):
     """A trained mmdet detector (any ``model.type`` but GroundingDINO) with its checkpoint.
 
     Args:
@@ -126,15 +145,6 @@ class MMDetClosedSetDetector(GroundingDetector):
         self.pipeline = inference_pipeline(self.model.cfg, single_stage=self.single_stage)
         self.name = str(weights)
 
-    @property
-    def tokenizer(self) -> Any:
-        return None  # closed set: no text encoder
-
-    def prompt_chunks(self, names: Sequence[str]) -> list[PromptChunk]:
-        """One chunk of all classes (nothing to tokenize)."""
-        match_classes(names, self.classes)  # unknown classes fail here, before any image
-        return [PromptChunk(tuple(names), tuple(range(len(names))), "", (), ())]
-
     def instances(self, images: list[np.ndarray], box_threshold: float = 0.0) -> list[Any]:
         """mmdet's ``pred_instances`` (boxes, scores, labels, masks in pixels of each RGB image) of a batch.
 
@@ -164,7 +174,7 @@ class MMDetClosedSetDetector(GroundingDetector):
                       text_threshold: float) -> list[list[RawDetections]]:
         mapping = match_classes(chunks[0].names, self.classes)
         lookup = torch.tensor([mapping.get(i, -1) for i in range(len(self.classes))], dtype=torch.long)
-        found = []
+        found: list[list[RawDetections]] = []
         for pred in self.instances(images, box_threshold):
             labels = lookup[pred.labels.cpu()]
             keep = (pred.scores.cpu() > box_threshold) & (labels >= 0)

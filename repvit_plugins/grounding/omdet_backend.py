@@ -48,8 +48,9 @@ def fill_meta_buffers(model: torch.nn.Module) -> int:
     """
     filled = 0
     for module in model.modules():
-        if any(b.is_meta for b in module.buffers(recurse=False)) and hasattr(module, "_init_buffers"):
-            module._init_buffers()
+        init_buffers = getattr(module, "_init_buffers", None)  # timm's method; to mypy a Module has tensors
+        if any(b.is_meta for b in module.buffers(recurse=False)) and init_buffers is not None:
+            init_buffers()
             filled += 1
     left = [name for name, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
     if left:
@@ -67,12 +68,13 @@ def allow_any_input_size(model: torch.nn.Module) -> None:
     computed per input instead of the one precomputed for ``eval_size``.
     """
     for module in model.modules():
-        if hasattr(module, "strict_img_size"):
-            module.strict_img_size = False
-        if hasattr(module, "dynamic_mask"):
-            module.dynamic_mask = True
-        if hasattr(module, "eval_size"):
-            module.eval_size = None
+        flags: Any = module  # plain attributes, which torch's Module.__setattr__ types as tensors and modules only
+        if hasattr(flags, "strict_img_size"):
+            flags.strict_img_size = False
+        if hasattr(flags, "dynamic_mask"):
+            flags.dynamic_mask = True
+        if hasattr(flags, "eval_size"):
+            flags.eval_size = None
 
 
 class OmDetTurboDetector(GroundingDetector):

@@ -50,7 +50,8 @@ class Owlv2Detector(GroundingDetector):
         source = _resolve(str(model), DEFAULT_OWLV2_MODEL)
         local_only = _prepare_hub(source)
         try:
-            self.processor = Owlv2Processor.from_pretrained(source, local_files_only=local_only)
+            # Any: transformers types the processor without the tokenizer / image_processor it holds
+            self.processor: Any = Owlv2Processor.from_pretrained(source, local_files_only=local_only)
             self.model = load_pretrained(Owlv2ForObjectDetection, source, local_only, self.precision)
         except (OSError, ValueError) as err:
             raise load_error(f"load the OWLv2 model {model!r}", err,
@@ -119,12 +120,14 @@ class Owlv2Detector(GroundingDetector):
                       text_threshold: float) -> list[list[RawDetections]]:
         from transformers.image_transforms import center_to_corners_format
 
+        # Any: transformers annotates it with its TensorType enum where it means a torch / numpy array
+        to_corners: Any = center_to_corners_format
         (chunk,) = chunks
         logits, boxes = self.forward_queries(images, chunk.names)
         best = logits.float().cpu().max(dim=-1)
         scores, labels = best.values.sigmoid(), best.indices
-        corners = center_to_corners_format(boxes.float().cpu())
-        found = []
+        corners: torch.Tensor = to_corners(boxes.float().cpu())
+        found: list[list[RawDetections]] = []
         for image, image_scores, image_labels, image_boxes in zip(images, scores, labels, corners):
             keep = image_scores > box_threshold
             side = float(max(image.shape[:2]))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar, overload
 
 import numpy as np
 
@@ -10,6 +10,9 @@ from ..options import PipelineOptions
 from ..runtime.stage_timer import StageTimer, timed
 from .inputs import as_image, batched
 from .mask_source import check_mask_source, uses_sam
+
+if TYPE_CHECKING:  # supervision is imported where detections are built, not with the package
+    import supervision as sv
 
 S = TypeVar("S")
 
@@ -46,7 +49,8 @@ def refine_mask(mask: np.ndarray, min_area: int = 0, fill_holes: bool = False) -
     return mask
 
 
-def attach_masks(detections, masks: np.ndarray, scores: np.ndarray, options: PipelineOptions):
+def attach_masks(detections: sv.Detections, masks: np.ndarray, scores: np.ndarray,
+                 options: PipelineOptions) -> sv.Detections:
     """Return ``detections`` with ``mask`` set (and ``data['mask_score']``), refined as ``options`` say."""
     import supervision as sv
 
@@ -56,7 +60,7 @@ def attach_masks(detections, masks: np.ndarray, scores: np.ndarray, options: Pip
     detections.data["mask_score"] = np.asarray(scores, dtype=np.float32)
     if options.boxes_from_masks and len(masks):
         tight = sv.mask_to_xyxy(masks).astype(np.float32)
-        empty = ~masks.reshape(len(masks), -1).any(axis=1)
+        empty = ~np.asarray(masks.reshape(len(masks), -1).any(axis=1))
         detections.xyxy = np.where(empty[:, None], detections.xyxy, tight)
     return detections
 
@@ -83,8 +87,8 @@ class GroundedSAM:
         ValueError: ``masks='detector'`` with a detector without masks, or ``masks='sam'`` without a segmenter.
     """
 
-    def __init__(self, detector, segmenter=None, options: PipelineOptions | None = None, *,
-                 timer: StageTimer | None = None, **overrides: Any):
+    def __init__(self, detector: Any, segmenter: Any = None, options: PipelineOptions | None = None, *,
+                 timer: StageTimer | None = None, **overrides: Any) -> None:
         self.detector = detector
         self.segmenter = segmenter
         self.timer = timer
@@ -92,12 +96,14 @@ class GroundedSAM:
         self.options = base.replace(**overrides)
         check_mask_source(detector, segmenter, self.options)
 
-    def segment(self, image: np.ndarray, detections):
+    def segment(self, image: np.ndarray, detections: sv.Detections) -> sv.Detections:
         """Add masks for ``detections``' boxes on an RGB ``image`` (one embedding, one decoder call).
 
         With ``masks='detector'`` the detector's masks (already on ``detections``) are refined instead, and their
         ``mask_score`` is the box's confidence.
         """
+        masks: Any  # the segmenter's arrays, or the detector's own (to supervision's types also a CompactMask)
+        scores: Any
         if not uses_sam(self.options):
             if detections.mask is None:
                 raise RuntimeError(f"{type(self.detector).__name__} returned no masks for masks='detector'")
@@ -110,13 +116,14 @@ class GroundedSAM:
         with timed(self.timer, "masks"):
             return attach_masks(detections, masks, scores, self.options)
 
-    def predict_batch(self, images: Sequence[np.ndarray], prompt: str | Sequence[str]) -> list:
+    def predict_batch(self, images: Sequence[np.ndarray], prompt: str | Sequence[str]
+                      ) -> list[sv.Detections | ImageFailure]:
         """Detections with masks for each RGB ``uint8`` array; an image that fails gets an :class:`ImageFailure`.
 
         One image's failure (in the detector or the segmenter) never costs the others
         their results: a failed detector batch is retried image by image.
         """
-        results = []
+        results: list[sv.Detections | ImageFailure] = []
         for image, found in zip(images, self._detect(list(images), prompt)):
             if isinstance(found, ImageFailure):
                 results.append(found)
@@ -127,7 +134,7 @@ class GroundedSAM:
                 results.append(ImageFailure("segmentation", err))
         return results
 
-    def _detect(self, images: list[np.ndarray], prompt: str | Sequence[str]) -> list:
+    def _detect(self, images: list[np.ndarray], prompt: str | Sequence[str]) -> list[sv.Detections | ImageFailure]:
         try:
             with timed(self.timer, "detect"):
                 return self.detector.detect(images, prompt, options=self.options)
@@ -137,7 +144,7 @@ class GroundedSAM:
             return [self._detect([image], prompt)[0] for image in images]
 
     def stream(self, sources: Sequence[S], prompt: str | Sequence[str]
-               ) -> Iterator[tuple[S, np.ndarray | None, Any]]:
+               ) -> Iterator[tuple[S, np.ndarray | None, sv.Detections | ImageFailure]]:
         """``(source, image, result)`` for each source, a batch of ``options.batch_size`` at a time.
 
         ``result`` is the source's Detections with masks, or an :class:`ImageFailure` (``image`` is ``None`` when
@@ -146,7 +153,8 @@ class GroundedSAM:
         from ..io import ImageLoadError
 
         for batch in batched(sources, self.options.batch_size):
-            loaded, arrays = [], []
+            loaded: list[S] = []
+            arrays: list[np.ndarray] = []
             for source in batch:
                 try:
                     with timed(self.timer, "load"):
@@ -157,14 +165,21 @@ class GroundedSAM:
             results = self.predict_batch(arrays, prompt) if arrays else []
             yield from zip(loaded, arrays, results)
 
-    def predict(self, images: Any | Sequence[Any], prompt: str | Sequence[str]):
+    @overload
+    def predict(self, images: list[Any] | tuple[Any, ...], prompt: str | Sequence[str]) -> list[sv.Detections]: ...
+
+    @overload
+    def predict(self, images: Any, prompt: str | Sequence[str]) -> sv.Detections: ...
+
+    def predict(self, images: Any | Sequence[Any], prompt: str | Sequence[str]
+                ) -> sv.Detections | list[sv.Detections]:
         """Detections with masks for one image (path, PIL or RGB array) or a list of them.
 
         Raises:
             the first image's error, if any image fails (:meth:`predict_batch` returns errors as values).
         """
         single = not isinstance(images, (list, tuple))
-        results = []
+        results: list[sv.Detections] = []
         for _, _, result in self.stream([images] if single else list(images), prompt):
             if isinstance(result, ImageFailure):
                 raise result.error

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from ..options import PipelineOptions
 from ..sam.ort_backend import create_session
-from .detector import DetectorLoadError, GroundingDetector, RawDetections
+from .detector import DetectorLoadError, RawDetections
 from .mask_source import uses_sam
-from .mmdet_closed_set import match_classes
+from .mmdet_closed_set import ClosedSetDetector, match_classes
 from .prompts import PromptChunk
 from .rtmdet_ins import METADATA_KEY, Instances, StudentSpec, decode_instances, letterbox
+
+if TYPE_CHECKING:  # supervision is imported when detections are built, not with the package
+    import supervision as sv
 
 __all__ = ["SESSION_CONFIG", "StudentOnnxDetector", "StudentOnnxModel", "is_student_onnx"]
 
@@ -73,7 +76,7 @@ class StudentOnnxModel:
         return decode_instances(outputs, self.spec, info, score_thr=score_thr, with_masks=with_masks)
 
 
-class StudentOnnxDetector(GroundingDetector):
+class StudentOnnxDetector(ClosedSetDetector):
     """A closed-set RTMDet-Ins student exported to ONNX, run by onnxruntime on the CPU.
 
     Args:
@@ -96,19 +99,10 @@ class StudentOnnxDetector(GroundingDetector):
 
     @torch.no_grad()
     def detect(self, images: Any, prompt: str | Sequence[str], options: PipelineOptions | None = None,
-               **overrides: Any) -> list:
+               **overrides: Any) -> list[sv.Detections]:
         """As :meth:`GroundingDetector.detect`; masks are computed only when the options ask for the detector's."""
         self._with_masks = not uses_sam((options or self.options).replace(**overrides))
         return super().detect(images, prompt, options, **overrides)
-
-    @property
-    def tokenizer(self) -> Any:
-        return None  # closed set: no text encoder
-
-    def prompt_chunks(self, names: Sequence[str]) -> list[PromptChunk]:
-        """One chunk of all classes (nothing to tokenize)."""
-        match_classes(names, self.classes)  # unknown classes fail here, before any image
-        return [PromptChunk(tuple(names), tuple(range(len(names))), "", (), ())]
 
     def predict_batch(self, images: list[np.ndarray], chunks: Sequence[PromptChunk], box_threshold: float,
                       text_threshold: float) -> list[list[RawDetections]]:

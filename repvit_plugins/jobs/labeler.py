@@ -19,14 +19,17 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..exporters import coco_annotations, coco_dataset, write_png_masks, yolo_seg_lines
-from ..grounding.pipeline import ImageFailure
+from ..grounding.pipeline import GroundedSAM, ImageFailure
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 from ..runtime.stage_timer import StageTimer, timed
+
+if TYPE_CHECKING:  # supervision is imported by the code that builds and writes detections
+    import supervision as sv
 
 SETTINGS_FILE = "run.json"
 SUMMARY_SETTINGS = ("speed", "speed_path", "detector_model", "sam_model")
@@ -101,7 +104,7 @@ class BatchLabeler:
     """Label ``paths`` into ``out_dir`` (``annotated/``, ``masks/``, ``labels/``, ``records/``, ``annotations.json``).
 
     Args:
-        pipeline: a :class:`GroundedSAM`.
+        pipeline: a :class:`GroundedSAM`; ``None`` for a labeler that only merges (:meth:`finish`), not labels.
         out_dir: output folder; a rerun with the same ``settings`` resumes.
         prompt: the text prompt (caption or list of class names).
         class_names: the parsed class list (COCO categories / YOLO ids).
@@ -111,8 +114,9 @@ class BatchLabeler:
             included); ``None`` times nothing.
     """
 
-    def __init__(self, pipeline, out_dir: str | Path, prompt: str | Sequence[str], class_names: Sequence[str],
-                 outputs: Outputs, settings: dict[str, Any], *, timer: StageTimer | None = None):
+    def __init__(self, pipeline: GroundedSAM | None, out_dir: str | Path, prompt: str | Sequence[str],
+                 class_names: Sequence[str], outputs: Outputs, settings: dict[str, Any], *,
+                 timer: StageTimer | None = None) -> None:
         self.pipeline = pipeline
         self.timer = timer
         self.out = Path(out_dir)
@@ -137,7 +141,7 @@ class BatchLabeler:
                 self._record_of(image_path).unlink(missing_ok=True)
         atomic_write_text(path, json.dumps(self.settings, indent=2, sort_keys=True))
 
-    def _write_outputs(self, key: str, path: Path, image: np.ndarray, detections) -> dict[str, Any]:
+    def _write_outputs(self, key: str, path: Path, image: np.ndarray, detections: sv.Detections) -> dict[str, Any]:
         from ..visualize import annotate
 
         height, width = image.shape[:2]
@@ -174,6 +178,8 @@ class BatchLabeler:
         """Label every path that has no record yet (writing records, not the assembled files)."""
         from tqdm.auto import tqdm
 
+        if self.pipeline is None:
+            raise RuntimeError("this BatchLabeler has no pipeline (it was made to merge): it cannot label")
         self.out.mkdir(parents=True, exist_ok=True)
         paths = sorted_paths(paths)
         self._check_settings(overwrite, paths)
@@ -182,10 +188,14 @@ class BatchLabeler:
         summary.skipped_done = len(paths) - len(todo)
         start = time.perf_counter()
         with tqdm(total=len(todo), desc="segmenting", unit="img", disable=not progress) as bar:
-            for path, image, result in self.pipeline.stream(todo, self.prompt):
-                if image is not None and not isinstance(result, ImageFailure):
+            for path, image, found in self.pipeline.stream(todo, self.prompt):
+                result: int | ImageFailure
+                if isinstance(found, ImageFailure):
+                    result = found
+                else:
+                    assert image is not None  # the stream has an image for every result that is not a failure
                     with timed(self.timer, "write"):
-                        result = self._commit(path, image, result)
+                        result = self._commit(path, image, found)
                 if isinstance(result, ImageFailure):
                     self._failed(summary, path, result)
                 else:
@@ -197,7 +207,7 @@ class BatchLabeler:
         summary.seconds = time.perf_counter() - start
         return summary
 
-    def _commit(self, path: Path, image: np.ndarray, detections) -> int | ImageFailure:
+    def _commit(self, path: Path, image: np.ndarray, detections: sv.Detections) -> int | ImageFailure:
         """Write one image's outputs, then its record (the commit point); returns its number of detections."""
         key = output_stem(path)
         try:

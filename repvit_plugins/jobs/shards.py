@@ -12,7 +12,10 @@ import datetime
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # the labeler (numpy, the exporters) is imported only where it is used
+    from .labeler import Summary
 
 __all__ = ["Shard", "parse_shard"]
 
@@ -67,7 +70,7 @@ class Shard:
         if self.launched and not dist.is_initialized():
             dist.init_process_group(backend="gloo", timeout=BARRIER_TIMEOUT)
 
-    def gather(self, summary):
+    def gather(self, summary: Summary) -> list[Summary]:
         """All ranks' summaries (after every rank has finished labelling); the own one alone without a group."""
         if not self.launched:
             return [summary]
