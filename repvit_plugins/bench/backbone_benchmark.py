@@ -64,10 +64,10 @@ CONTENDERS: tuple[Contender, ...] = (
 def contender(spec: str) -> Contender:
     """A contender by name (``'RepViT-M1.1'``, ``'EfficientViT-B1'``) or any timm model as ``'timm:NAME'``."""
     if spec.startswith("timm:"):
-        from ..models.timm_features import create_features
+        from ..models.timm_features import create_features, feature_levels
 
         with torch.device("meta"), quietly():  # how many feature levels it has, without building weights
-            levels = len(create_features(spec[5:], 1).feature_info.info)
+            levels = len(feature_levels(create_features(spec[5:], 1)).info)
         return Contender(spec[5:], timm_name=spec[5:], levels=min(4, levels))
     for entry in CONTENDERS:
         names = (entry.name, entry.name.removeprefix("RepViT-"), entry.arch or "", entry.timm_name or "")
@@ -106,18 +106,20 @@ def _classifier(entry: Contender) -> nn.Module:
     import timm
     from timm.utils import reparameterize_model
 
+    assert entry.timm_name is not None  # a contender is a RepViT arch or a timm model
     with quietly():
         model = timm.create_model(entry.timm_name, pretrained=False, num_classes=1000)  # TinyViT defaults to 22k
         return reparameterize_model(model.eval(), inplace=True)
 
 
-def _detection_backbone(entry: Contender, det_size: tuple[int, int]) -> nn.Module:
+def _detection_backbone(entry: Contender, det_size: Sequence[int]) -> nn.Module:
     if entry.arch:
         from ..models import build_repvit, reparameterize
 
         return reparameterize(build_repvit(entry.arch, num_classes=0).eval())
     from ..models.timm_features import create_features
 
+    assert entry.timm_name is not None  # a contender is a RepViT arch or a timm model
     img_size = det_size if entry.fixed_size_attention else None
     with quietly():
         return create_features(entry.timm_name, entry.levels, img_size=img_size).eval()
@@ -190,7 +192,8 @@ def plot_latency_top1(rows: Sequence[Measurement], path: str | Path, title: str)
         style = (dict(marker="o", linewidth=2) if family == "RepViT" else
                  dict(marker="o", linestyle="--") if family.startswith("RepViT") else
                  dict(marker="s", linestyle="none"))
-        ax.plot([r.eager_ms for r in members], [r.top1 for r in members], label=family, **style)
+        top1 = [r.top1 for r in members if r.top1 is not None]  # all of them: points have a top-1
+        ax.plot([r.eager_ms for r in members], top1, label=family, **style)
         for r in members:
             ax.annotate(r.name.removeprefix("RepViT-"), (r.eager_ms, r.top1), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)

@@ -53,8 +53,10 @@ def evaluate_folder(data: str | os.PathLike, arch: str, checkpoint: str | os.Pat
     from tqdm.auto import tqdm
 
     from ..models import build_repvit, reparameterize
+    from ..models.factory import load_repvit_weights
 
-    model = build_repvit(arch, num_classes=num_classes, distillation=distillation, pretrained=checkpoint)
+    # build_repvit(pretrained=) takes a str only; a path or zoo name goes straight to the loader it calls
+    model = load_repvit_weights(build_repvit(arch, num_classes=num_classes, distillation=distillation), checkpoint)
     if fuse:
         reparameterize(model)
     dataset = ImageFolder(str(data), transform=eval_transform(input_size, crop_ratio))

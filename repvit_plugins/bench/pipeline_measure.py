@@ -52,10 +52,11 @@ def _detector(spec: PathSpec, args: argparse.Namespace):
     """The path's detector, built by the library, with the path's runtime swapped in."""
     from ..grounding import build_detector
 
-    extras = {"image_size": spec.detector_image_size, "max_size": spec.detector_max_size,
-              "fast_attention": False if spec.stock_attention else None}
-    detector = build_detector("hf", model=args.detector_model, precision=spec.detector_precision,
-                              **{k: v for k, v in extras.items() if v is not None})
+    extras: dict[str, Any] = {"image_size": spec.detector_image_size, "max_size": spec.detector_max_size,
+                              "fast_attention": False if spec.stock_attention else None}
+    # a transformers detector: its .model (swapped below) is not part of the GroundingDetector interface
+    detector: Any = build_detector("hf", model=args.detector_model, precision=spec.detector_precision,
+                                   **{k: v for k, v in extras.items() if v is not None})
     if spec.detector_runtime == "torch-int8":
         detector.model = torch.ao.quantization.quantize_dynamic(detector.model, {torch.nn.Linear}, dtype=torch.qint8)
     elif spec.detector_runtime.startswith("onnxruntime"):
@@ -123,6 +124,8 @@ def _pipeline(spec: PathSpec, args: argparse.Namespace, timer: StageTimer, peer:
     if spec.peer:
         from ..grounding.prompts import parse_prompt
 
+        if peer is None:
+            raise ValueError(f"path {spec.name!r} runs the peer model {spec.peer!r}: pass its builder as peer=")
         model = peer(str(spec.peer), parse_prompt(args.prompt), max_detections=args.max_detections,
                      conf=args.box_threshold)
 
@@ -158,9 +161,9 @@ def measure(spec: PathSpec, args: argparse.Namespace, work: Path, peer: Callable
     paths = iter_image_paths(args.images)
     out = work / "outputs" / slug(spec.name)
     out.mkdir(parents=True, exist_ok=True)
-    reference = work / "exact.npz"
+    reference_file = work / "exact.npz"
     comparable = spec.name in GROUNDING_DINO_PATHS and spec.name != "exact"
-    reference = dict(np.load(reference)) if comparable and reference.is_file() else None
+    reference = dict(np.load(reference_file)) if comparable and reference_file.is_file() else None
     timed, saved, failures = [], {}, []
     for index, path in [(None, path) for path in paths] * args.warmup + list(enumerate(paths)):
         timer.take()

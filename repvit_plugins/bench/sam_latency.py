@@ -97,6 +97,19 @@ def _compiled(encoder: torch.nn.Module, image: torch.Tensor, args: argparse.Name
         return {"s": median_seconds(lambda: compiled(image), args.iters, args.warmup), "compile_s": compile_s}
 
 
+def _decoder_seconds(predictor: Any, boxes: torch.Tensor, n: int, iters: int,
+                     warmup: int) -> tuple[float, float, float]:
+    """Median seconds of ``predictor`` (embedding set) decoding 1 box, ``n`` boxes in one call and in ``n`` calls."""
+    def decode(b: torch.Tensor) -> Any:
+        return predictor.predict_torch(None, None, b, None, False)
+
+    with torch.inference_mode():
+        one = median_seconds(lambda: decode(boxes[:1]), iters * 4, warmup)
+        batched = median_seconds(lambda: decode(boxes), iters, warmup)
+        separate = median_seconds(lambda: [decode(boxes[i:i + 1]) for i in range(n)], iters, warmup)
+    return one, batched, separate
+
+
 def decoder_results(args: argparse.Namespace, decoder_onnx: str | None) -> dict[str, dict[str, float]]:
     """1 box, ``args.boxes`` boxes in one call and in separate calls, per decoder, on a random embedding."""
     from segment_anything import SamPredictor
@@ -115,14 +128,11 @@ def decoder_results(args: argparse.Namespace, decoder_onnx: str | None) -> dict[
         from ..sam.ort_backend import OrtPromptDecoder
 
         predictors["onnxruntime"] = FastSamPredictor(sam, decoder=OrtPromptDecoder(decoder_onnx, args.threads))
-    results, n, iters = {}, args.boxes, args.decoder_iters
+    results: dict[str, dict[str, float]] = {}
+    n, iters = args.boxes, args.decoder_iters
     for name, predictor in predictors.items():
         on_embedding(predictor, embedding, args.img_size)
-        decode = lambda b, p=predictor: p.predict_torch(None, None, b, None, False)  # noqa: E731
-        with torch.inference_mode():
-            one = median_seconds(lambda d=decode: d(boxes[:1]), iters * 4, args.warmup)
-            batched = median_seconds(lambda d=decode: d(boxes), iters, args.warmup)
-            separate = median_seconds(lambda d=decode: [d(boxes[i:i + 1]) for i in range(n)], iters, args.warmup)
+        one, batched, separate = _decoder_seconds(predictor, boxes, n, iters, args.warmup)
         results[f"decoder {name}: 1 box"] = {"s": one}
         results[f"decoder {name}: {n} boxes, one call"] = {"s": batched, "per_box": batched / n}
         results[f"decoder {name}: {n} boxes, separate calls"] = {"s": separate, "per_box": separate / n}
@@ -134,7 +144,8 @@ def export_decoder(args: argparse.Namespace, work: Path) -> tuple[str, dict[str,
     from ..models import build_repvit_sam
     from ..sam.onnx_export import export_decoder as export
 
-    path, timings = work / f"{args.arch}_{args.img_size}_decoder.onnx", {}
+    path = work / f"{args.arch}_{args.img_size}_decoder.onnx"
+    timings: dict[str, float] = {}
     if path.is_file():
         print(f"reusing {path}", flush=True)
         return str(path), timings

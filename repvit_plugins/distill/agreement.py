@@ -9,13 +9,16 @@ SAM's three masks per point, deduplicated by NMS) or at random.
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ..bench.boxes import random_boxes
 from ..bench.numeric_agreement import mask_iou
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["BOX_SOURCES", "decode_logits", "decode_boxes", "boxes_from_teacher", "box_prompt_agreement"]
 
@@ -29,7 +32,7 @@ def _upsample(low_res: torch.Tensor, img_size: int, input_size: tuple[int, int])
 
 
 @torch.no_grad()
-def decode_logits(sam: nn.Module, embedding: torch.Tensor, points=None, boxes: torch.Tensor | None = None,
+def decode_logits(sam: Sam, embedding: torch.Tensor, points=None, boxes: torch.Tensor | None = None,
                   multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's low-res mask logits and IoU predictions for a batch of prompts on one ``1 x C x H x W`` embedding."""
     sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
@@ -38,7 +41,7 @@ def decode_logits(sam: nn.Module, embedding: torch.Tensor, points=None, boxes: t
                             multimask_output=multimask_output)
 
 
-def decode_boxes(sam: nn.Module, embedding: torch.Tensor, boxes: torch.Tensor,
+def decode_boxes(sam: Sam, embedding: torch.Tensor, boxes: torch.Tensor,
                  input_size: tuple[int, int]) -> torch.Tensor:
     """Masks (``N x h x w`` bool) for ``boxes`` (``N x 4`` xyxy, input frame) on one ``1 x C x H x W`` embedding."""
     low_res, _ = decode_logits(sam, embedding, boxes=boxes)
@@ -58,7 +61,7 @@ def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def boxes_from_teacher(sam: nn.Module, embedding: torch.Tensor, input_size: tuple[int, int], num_boxes: int,
+def boxes_from_teacher(sam: Sam, embedding: torch.Tensor, input_size: tuple[int, int], num_boxes: int,
                        points_per_side: int = 4, min_area: float = 0.002, nms_iou: float = 0.7) -> torch.Tensor:
     """Boxes of the teacher's masks for a grid of single-point prompts (up to ``num_boxes``, best first)."""
     from torchvision.ops import nms
@@ -81,7 +84,7 @@ def boxes_from_teacher(sam: nn.Module, embedding: torch.Tensor, input_size: tupl
     return boxes[keep]
 
 
-def box_prompt_agreement(sam: nn.Module, student: torch.Tensor, teacher: torch.Tensor, input_size: tuple[int, int],
+def box_prompt_agreement(sam: Sam, student: torch.Tensor, teacher: torch.Tensor, input_size: tuple[int, int],
                          key: str, boxes: torch.Tensor | None = None, box_source: str = "teacher",
                          num_boxes: int = 8, points_per_side: int = 4, seed: int = 0) -> torch.Tensor:
     """Per-box IoU between the masks decoded from ``student`` and ``teacher`` embeddings (``C x H x W`` each).

@@ -82,13 +82,13 @@ def box_prompt_ap(segmenter, coco_gt, images_dir: str | Path, detections: str | 
     from ..runtime.quiet import quietly
 
     gt = load_coco(coco_gt)
-    if isinstance(detections, (str, Path)):
-        detections = json.loads(Path(detections).read_text())
+    detection_list: list[dict] | None = (json.loads(Path(detections).read_text()) if isinstance(detections, (str, Path))
+                                         else detections)
     ids = list(image_ids) if image_ids is not None else sorted(gt.getImgIds())
     load = load or load_image
     results: list[dict[str, Any]] = []
     for image_id in tqdm(ids, desc="box prompts", unit="img", disable=not progress):
-        prompts = _prompts(gt, image_id, detections)
+        prompts = _prompts(gt, image_id, detection_list)
         if not prompts:
             continue
         info = gt.loadImgs([image_id])[0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from ..bench.boxes import random_boxes
 from ..bench.memory import peak_rss_bytes
 from ..bench.numeric_agreement import embedding_error, mean_mask_iou
 from ..bench.timing import median_seconds
+
+if TYPE_CHECKING:  # segment_anything ships no types: mypy sees its classes as Any
+    from segment_anything.modeling import Sam
 
 __all__ = ["PATHS", "ZooRun", "benchmark_boxes", "box_mask_iou", "encoder_paths", "markdown_table", "measure_entry",
            "on_embedding"]
@@ -63,7 +66,7 @@ class ZooRun:
 
 @dataclass
 class _Entry:
-    sam: nn.Module
+    sam: Sam
     image: torch.Tensor
     reference: torch.Tensor | None = None
     results: dict[str, Any] = field(default_factory=dict)
@@ -83,7 +86,7 @@ def on_embedding(predictor, features: torch.Tensor, side: int):
     return predictor
 
 
-def box_mask_iou(sam: nn.Module, embedding: torch.Tensor, reference: torch.Tensor, boxes: torch.Tensor) -> float:
+def box_mask_iou(sam: Sam, embedding: torch.Tensor, reference: torch.Tensor, boxes: torch.Tensor) -> float:
     """Mean IoU of the single-mask outputs for ``boxes`` decoded from two embeddings of one image."""
     from segment_anything import SamPredictor
 
@@ -93,7 +96,7 @@ def box_mask_iou(sam: nn.Module, embedding: torch.Tensor, reference: torch.Tenso
     return mean_mask_iou(masks[0], masks[1])
 
 
-def _build(name: str, tiny: bool) -> nn.Module:
+def _build(name: str, tiny: bool) -> Sam:
     from ..models.sam_registry import build_sam, smoke_variant
 
     torch.manual_seed(0)
@@ -190,7 +193,7 @@ def _onnx_paths(entry: _Entry, run: ZooRun, calibration: list[np.ndarray]) -> No
         del encoder  # its session's arena (3.7 GB for SAM ViT-B) is not needed while int8 calibrates
 
 
-def encoder_paths(sam: nn.Module, image: torch.Tensor, run: ZooRun, calibration: list[np.ndarray],
+def encoder_paths(sam: Sam, image: torch.Tensor, run: ZooRun, calibration: list[np.ndarray],
                   results: dict[str, Any] | None = None) -> dict[str, Any]:
     """Time every encoder path of ``sam`` on the preprocessed ``image`` (``1 x 3 x S x S``), changing ``sam`` in place.
 
@@ -204,7 +207,7 @@ def encoder_paths(sam: nn.Module, image: torch.Tensor, run: ZooRun, calibration:
     return entry.results
 
 
-def _decoder_ms_per_box(sam: nn.Module, run: ZooRun) -> float:
+def _decoder_ms_per_box(sam: Sam, run: ZooRun) -> float:
     from .predictor import FastSamPredictor
 
     grid = tuple(sam.prompt_encoder.image_embedding_size)
