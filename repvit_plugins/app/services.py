@@ -84,33 +84,32 @@ class DemoModels:
             self.problems[what] = str(err)
             raise DemoError(f"The {what} could not be loaded: {err}") from err
 
-    def get_detector(self, speed: str | None = None):
+    def get_detector(self, speed: str | None = None) -> Any:
         """The detector of the ``speed`` preset, or the demo's own when ``None`` or its preset."""
         if speed is None or speed == self.speed:
             if self.detector is None:
                 self.detector = self._build("detector", self.detector_factory)
             return self.detector
-        if speed not in self._other_detectors:
-            speed_factory = self.speed_factory
-            if speed_factory is None:
-                raise DemoError(f"This demo runs one speed preset ({self.speed}); {speed} is not available.")
-            self._other_detectors[speed] = self._build(f"detector of the {speed} preset",
-                                                       lambda: speed_factory(speed))
-        return self._other_detectors[speed]
+        return self._other(self._other_detectors, speed, self.speed_factory, f"detector of the {speed} preset",
+                           f"This demo runs one speed preset ({self.speed}); {speed} is not available.")
 
-    def get_segmenter(self, sam_model: str | None = None):
+    def get_segmenter(self, sam_model: str | None = None) -> Any:
         """The segmenter of ``sam_model`` (a zoo name), or the demo's own when ``None`` or its name."""
         if sam_model is None or sam_model == self.sam_model:
             if self.segmenter is None:
                 self.segmenter = self._build("segmenter", self.segmenter_factory)
             return self.segmenter
-        if sam_model not in self._other_segmenters:
-            sam_factory = self.sam_factory
-            if sam_factory is None:
-                raise DemoError(f"This demo runs one SAM model ({self.sam_model}); {sam_model} is not available.")
-            self._other_segmenters[sam_model] = self._build(f"segmenter {sam_model}",
-                                                            lambda: sam_factory(sam_model))
-        return self._other_segmenters[sam_model]
+        return self._other(self._other_segmenters, sam_model, self.sam_factory, f"segmenter {sam_model}",
+                           f"This demo runs one SAM model ({self.sam_model}); {sam_model} is not available.")
+
+    def _other(self, built: dict[str, Any], name: str, factory: Callable[[str], Any] | None, what: str,
+               unavailable: str) -> Any:
+        """The model ``factory`` builds for ``name``, built once; ``unavailable`` is the error without a factory."""
+        if name not in built:
+            if factory is None:
+                raise DemoError(unavailable)
+            built[name] = self._build(what, lambda: factory(name))
+        return built[name]
 
 
 def detection_rows(detections) -> list[list[Any]]:
