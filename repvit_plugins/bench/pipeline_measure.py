@@ -90,18 +90,13 @@ def _raw_outputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _write(image: np.ndarray, detections, stem: Path) -> None:
-    """The annotated JPEG and COCO RLE JSON of one image, written atomically (the job's quality)."""
-    import io
-
-    from PIL import Image
-
+    """The annotated JPEG (encoded as the job encodes it) and COCO RLE JSON of one image, written atomically."""
     from ..exporters.coco import coco_annotations
     from ..io.atomic import atomic_write_bytes, atomic_write_text
+    from ..jobs.labeler import encode_jpeg
     from ..visualize import annotate
 
-    buffer = io.BytesIO()
-    Image.fromarray(annotate(image, detections)).save(buffer, format="JPEG", quality=90)
-    atomic_write_bytes(stem.with_suffix(".jpg"), buffer.getvalue())
+    atomic_write_bytes(stem.with_suffix(".jpg"), encode_jpeg(annotate(image, detections)))
     atomic_write_text(stem.with_suffix(".json"), json.dumps(coco_annotations(detections, 0)))
 
 

@@ -92,7 +92,8 @@ def sorted_paths(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(dict.fromkeys(Path(p) for p in paths))
 
 
-def _jpeg(image: np.ndarray) -> bytes:
+def encode_jpeg(image: np.ndarray) -> bytes:
+    """An RGB image as the JPEG bytes the job writes for annotated images (quality 90)."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -146,7 +147,7 @@ class BatchLabeler:
 
         height, width = image.shape[:2]
         if self.outputs.annotated:
-            atomic_write_bytes(self.out / "annotated" / f"{key}.jpg", _jpeg(annotate(image, detections)))
+            atomic_write_bytes(self.out / "annotated" / f"{key}.jpg", encode_jpeg(annotate(image, detections)))
         if self.outputs.png_masks:
             write_png_masks(detections, self.out / "masks" / key)
         if self.outputs.yolo:
