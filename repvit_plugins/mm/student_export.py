@@ -209,8 +209,8 @@ def agreement(ours: Instances, reference: Instances) -> dict[str, float]:
     result["score_max_abs"] = float((ours.scores[a] - reference.scores[b]).abs().max())
     result["label_mismatch"] = float((ours.labels[a] != reference.labels[b]).float().mean())
     if ours.masks is not None and reference.masks is not None:
-        x, y = ours.masks[a].flatten(1), reference.masks[b].flatten(1)
-        union = (x | y).sum(1)
-        iou = torch.where(union > 0, (x & y).sum(1) / union.clamp_min(1), torch.ones(n))
+        from ..bench.numeric_agreement import mask_iou
+
+        iou = mask_iou(ours.masks[a], reference.masks[b])
         result["mask_iou_min"], result["mask_iou_mean"] = float(iou.min()), float(iou.mean())
     return result
