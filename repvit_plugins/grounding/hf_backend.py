@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -19,7 +19,10 @@ from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 from .text_cache import use_text_feature_cache
 
-__all__ = ["DEFAULT_HF_MODEL", "MODEL_CLASSES", "HFGroundingDetector", "load_pretrained", "model_type_of"]
+__all__ = ["DEFAULT_HF_MODEL", "MODEL_CLASSES", "HFGroundingDetector", "load_from_hub", "load_pretrained",
+           "model_type_of"]
+
+T = TypeVar("T")
 
 DEFAULT_HF_MODEL = "IDEA-Research/grounding-dino-tiny"
 
@@ -65,6 +68,18 @@ def _prepare_hub(source: str) -> bool:
         use_hub_offline()  # fail in seconds with the download hint, not after minutes of retries
         return True
     return False
+
+
+def load_from_hub(model: str, what: str, load: Callable[[str, bool], T], default: str = DEFAULT_HF_MODEL) -> T:
+    """``load(source, local_only)`` for a hub id or local folder ``model``: offline-aware (a folder, or a hub that
+    is offline or unreachable, is read from disk only); a failure becomes a :class:`DetectorLoadError` "could not
+    <what>" with the download hint (naming ``default``'s hub id for a local path)."""
+    source = _resolve(str(model), default)
+    local_only = _prepare_hub(source)
+    try:
+        return load(source, local_only)
+    except (OSError, ValueError) as err:
+        raise load_error(what, err, _download_hint(str(model), default)) from err
 
 
 def _safetensors_files(source: str, local_only: bool) -> list[str]:
@@ -117,11 +132,7 @@ def model_type_of(model: str) -> str:
     Raises:
         DetectorLoadError: no such folder, or the config cannot be read (offline and not cached); says what to do.
     """
-    source = _resolve(str(model))
-    try:
-        config = _config_dict(source, _prepare_hub(source))
-    except (OSError, ValueError) as err:
-        raise load_error(f"read the config of {model!r}", err, _download_hint(str(model))) from err
+    config = load_from_hub(model, f"read the config of {model!r}", _config_dict)
     return str(config.get("model_type", ""))
 
 
@@ -160,14 +171,12 @@ class HFGroundingDetector(GroundingDetector):
         super().__init__(**kwargs)
         from transformers import AutoProcessor
 
-        source = _resolve(str(model))
-        local_only = _prepare_hub(source)
-        try:
+        def load(source: str, local_only: bool) -> tuple[Any, Any]:
             model_class = _model_class(str(_config_dict(source, local_only).get("model_type", "")), str(model))
-            self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            self.model = load_pretrained(model_class, source, local_only, self.precision)
-        except (OSError, ValueError) as err:
-            raise load_error(f"load the Grounding DINO model {model!r}", err, _download_hint(str(model))) from err
+            return (AutoProcessor.from_pretrained(source, local_files_only=local_only),
+                    load_pretrained(model_class, source, local_only, self.precision))
+
+        self.processor, self.model = load_from_hub(model, f"load the Grounding DINO model {model!r}", load)
         self.model_type = str(self.model.config.model_type)
         self.model.eval().to(self.device)
         if cache_text:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..runtime.speed import cast_matmul_weights
-from .detector import MIN_SIDE, DetectorLoadError, GroundingDetector, RawDetections, load_error
-from .hf_backend import _download_hint, _prepare_hub, _resolve, load_pretrained
+from .detector import MIN_SIDE, DetectorLoadError, GroundingDetector, RawDetections
+from .hf_backend import load_from_hub, load_pretrained
 from .prompt_limits import CLIP_MAX_TOKENS
 from .prompts import PromptChunk
 
@@ -98,14 +98,12 @@ class OmDetTurboDetector(GroundingDetector):
         super().__init__(**kwargs)
         from transformers import AutoProcessor, OmDetTurboForObjectDetection
 
-        source = _resolve(str(model), DEFAULT_OMDET_MODEL)
-        local_only = _prepare_hub(source)
-        try:
-            self.processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            self.model = load_pretrained(OmDetTurboForObjectDetection, source, local_only, self.precision)
-        except (OSError, ValueError) as err:
-            raise load_error(f"load the OmDet-Turbo model {model!r}", err,
-                             _download_hint(str(model), DEFAULT_OMDET_MODEL)) from err
+        def load(source: str, local_only: bool) -> tuple[Any, Any]:
+            return (AutoProcessor.from_pretrained(source, local_files_only=local_only),
+                    load_pretrained(OmDetTurboForObjectDetection, source, local_only, self.precision))
+
+        self.processor, self.model = load_from_hub(model, f"load the OmDet-Turbo model {model!r}", load,
+                                                   DEFAULT_OMDET_MODEL)
         fill_meta_buffers(self.model)
         self.model.eval().to(self.device)
         cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..runtime.speed import cast_matmul_weights
-from .detector import GroundingDetector, RawDetections, load_error
-from .hf_backend import _download_hint, _prepare_hub, _resolve, load_pretrained
+from .detector import GroundingDetector, RawDetections
+from .hf_backend import load_from_hub, load_pretrained
 from .prompts import PromptChunk
 
 __all__ = ["DEFAULT_OWLV2_MODEL", "TEXT_CACHE_SIZE", "Owlv2Detector"]
@@ -47,15 +47,13 @@ class Owlv2Detector(GroundingDetector):
         super().__init__(**kwargs)
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-        source = _resolve(str(model), DEFAULT_OWLV2_MODEL)
-        local_only = _prepare_hub(source)
-        try:
+        def load(source: str, local_only: bool) -> tuple[Any, Any]:
             # Any: transformers types the processor without the tokenizer / image_processor it holds
-            self.processor: Any = Owlv2Processor.from_pretrained(source, local_files_only=local_only)
-            self.model = load_pretrained(Owlv2ForObjectDetection, source, local_only, self.precision)
-        except (OSError, ValueError) as err:
-            raise load_error(f"load the OWLv2 model {model!r}", err,
-                             _download_hint(str(model), DEFAULT_OWLV2_MODEL)) from err
+            return (Owlv2Processor.from_pretrained(source, local_files_only=local_only),
+                    load_pretrained(Owlv2ForObjectDetection, source, local_only, self.precision))
+
+        self.processor, self.model = load_from_hub(model, f"load the OWLv2 model {model!r}", load,
+                                                   DEFAULT_OWLV2_MODEL)
         self.model.eval().to(self.device)
         cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
