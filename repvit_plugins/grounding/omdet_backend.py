@@ -25,7 +25,7 @@ from ..runtime.speed import cast_matmul_weights
 from .detector import MIN_SIDE, DetectorLoadError, GroundingDetector, RawDetections
 from .hf_backend import load_from_hub, load_pretrained
 from .prompt_limits import CLIP_MAX_TOKENS
-from .prompts import PromptChunk
+from .prompts import PromptChunk, check_class_lengths
 
 __all__ = ["DEFAULT_OMDET_MODEL", "OmDetTurboDetector", "allow_any_input_size", "fill_meta_buffers"]
 
@@ -129,11 +129,7 @@ class OmDetTurboDetector(GroundingDetector):
         """
         key = (tuple(names), self.max_text_len)
         if key not in self._chunk_cache:
-            for name in names:
-                length = len(self.tokenizer(name)["input_ids"])
-                if length > self.max_text_len:
-                    raise ValueError(f"the class name {name!r} is {length} tokens long, more than the text "
-                                     f"encoder's limit of {self.max_text_len} tokens allows; shorten it")
+            check_class_lengths(names, self.tokenizer, self.max_text_len)
             # the processor's own text encoding and default task (its image part runs once, on a blank image)
             blank = np.zeros((MIN_SIDE, MIN_SIDE, 3), dtype=np.uint8)
             encoded = self.processor(images=blank, text=list(names), return_tensors="pt")

@@ -20,7 +20,7 @@ import torch
 from ..runtime.speed import cast_matmul_weights
 from .detector import GroundingDetector, RawDetections
 from .hf_backend import load_from_hub, load_pretrained
-from .prompts import PromptChunk
+from .prompts import PromptChunk, check_class_lengths
 
 __all__ = ["DEFAULT_OWLV2_MODEL", "TEXT_CACHE_SIZE", "Owlv2Detector"]
 
@@ -74,11 +74,7 @@ class Owlv2Detector(GroundingDetector):
         Raises:
             ValueError: a class name longer than the text encoder allows (before any image is read).
         """
-        for name in names:
-            length = len(self.tokenizer(name)["input_ids"])
-            if length > self.max_text_len:
-                raise ValueError(f"the class name {name!r} is {length} tokens long, more than OWLv2's limit of "
-                                 f"{self.max_text_len} tokens per class allows; shorten it")
+        check_class_lengths(names, self.tokenizer, self.max_text_len, "OWLv2's")
         return [PromptChunk(tuple(names), tuple(range(len(names))), "", (), ())]
 
     def text_queries(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import json
 from typing import Sequence
 
 from ..options import ModelOptions
-from .prompts import DEFAULT_MAX_TOKENS, class_text, tokenize_prompt
+from .prompts import DEFAULT_MAX_TOKENS, check_class_lengths, tokenize_prompt
 
 __all__ = ["CLIP_MAX_TOKENS", "check_prompt_fits"]
 
@@ -50,9 +50,5 @@ def check_prompt_fits(models: ModelOptions, names: Sequence[str]) -> None:
     if family in ("grounding-dino", "mm-grounding-dino"):  # raises for a class longer than the limit
         tokenize_prompt(names, tokenizer, int(config.get("max_text_len", DEFAULT_MAX_TOKENS)))
         return
-    limit = int(config.get("text_config", {}).get("max_position_embeddings", CLIP_MAX_TOKENS))
-    for name in names:
-        length = len(tokenizer(class_text(name))["input_ids"])
-        if length > limit:
-            raise ValueError(f"the class name {name!r} is {length} tokens long, more than the text encoder's limit "
-                             f"of {limit} tokens allows; shorten it")
+    check_class_lengths(names, tokenizer, int(config.get("text_config", {}).get("max_position_embeddings",
+                                                                               CLIP_MAX_TOKENS)))

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "PromptChunk",
     "build_caption",
+    "check_class_lengths",
     "class_scores",
     "class_text",
     "parse_prompt",
@@ -110,6 +111,16 @@ def _make_chunk(names: Sequence[str], class_ids: Sequence[int], pieces: Sequence
         ids += piece + [dot]
     ids.append(tokenizer.sep_token_id)
     return PromptChunk(tuple(names), tuple(class_ids), build_caption(names), tuple(ids), tuple(spans))
+
+
+def check_class_lengths(names: Sequence[str], tokenizer: Any, limit: int, encoder: str = "the text encoder's") -> None:
+    """Raise ``ValueError`` naming the first class whose tokens (special ones included) exceed ``limit``: the rule of
+    the detectors that encode each class as its own text (OmDet-Turbo, OWLv2), applied to the names they encode."""
+    for name in names:
+        length = len(tokenizer(name)["input_ids"])
+        if length > limit:
+            raise ValueError(f"the class name {name!r} is {length} tokens long, more than {encoder} limit of {limit} "
+                             "tokens per class allows; shorten it")
 
 
 def tokenize_prompt(names: Sequence[str], tokenizer: Any, max_tokens: int = DEFAULT_MAX_TOKENS) -> list[PromptChunk]:
