@@ -102,35 +102,18 @@ def make_tiny_hf_mm_grounding_dino(tmp_dir: str | Path, *, seed: int = 0, num_qu
                                         MMGroundingDinoForObjectDetection, seed=seed, num_queries=num_queries)
 
 
-def write_tiny_clip_vocab(folder: str | Path) -> tuple[Path, Path]:
-    """An offline byte-level CLIP vocabulary: ``vocab.json`` (the 256 byte characters, the same with ``</w>``,
-    ``<|startoftext|>``, ``<|endoftext|>`` last, so it has the highest id as CLIP's pooling expects) and a
-    ``merges.txt`` without merges. Every word becomes one token per character."""
-    import json
-
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
-    characters = list(bytes_to_unicode().values())
-    tokens = characters + [c + "</w>" for c in characters] + ["<|startoftext|>", "<|endoftext|>"]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab, merges = folder / "vocab.json", folder / "merges.txt"
-    vocab.write_text(json.dumps({token: i for i, token in enumerate(tokens)}), encoding="utf-8")
-    merges.write_text("#version: 0.2\n", encoding="utf-8")
-    return vocab, merges
-
-
 def make_tiny_owlv2(tmp_dir: str | Path, *, seed: int = 0) -> Path:
     """Save a tiny random transformers OWLv2 (model + processor) and return its folder.
 
     Loadable offline with ``Owlv2Detector(str(folder))``: a 64x64 input of 8x8 patches (64 box
     candidates per image), text queries of at most 16 character tokens.
     """
-    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    from repvit_plugins.grounding.random_model import clip_tokenizer
 
     folder = Path(tmp_dir) / "tiny-owlv2"
-    vocab, merges = write_tiny_clip_vocab(folder / "vocab")
-    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=16)
+    tokenizer = clip_tokenizer(folder / "vocab", words=(), max_length=16)  # one token per character
     layers = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
     config = Owlv2Config(text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=16, **layers),
                          vision_config=dict(image_size=64, patch_size=8, **layers), projection_dim=32)

@@ -12,7 +12,6 @@ overlap. The CLIP tokenizer is built offline from the 256 byte characters with n
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -21,20 +20,6 @@ OMDET_LOW_THRESHOLDS = {"box_threshold": 0.0}
 """A score threshold that keeps every candidate of a random model (then NMS and ``max_detections`` apply)."""
 
 TINY_OMDET_IMAGE_SIZE = 64
-
-
-def tiny_clip_tokenizer(folder: str | Path):
-    """A slow ``CLIPTokenizer`` whose vocabulary is the 256 byte characters, alone and with ``</w>``."""
-    from transformers import CLIPTokenizer
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = list(bytes_to_unicode().values())
-    tokens = chars + [f"{c}</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
 
 
 def make_tiny_omdet_turbo(tmp_dir: str | Path, *, seed: int = 0, num_queries: int = 30) -> Path:
@@ -50,8 +35,10 @@ def make_tiny_omdet_turbo(tmp_dir: str | Path, *, seed: int = 0, num_queries: in
         OmDetTurboProcessor,
     )
 
+    from repvit_plugins.grounding.random_model import clip_tokenizer
+
     folder = Path(tmp_dir) / "tiny-omdet-turbo"
-    tokenizer = tiny_clip_tokenizer(folder / "tokenizer")
+    tokenizer = clip_tokenizer(folder / "tokenizer", words=())  # the byte characters, no merges
     vocab_size = len(tokenizer)
     text = CLIPTextConfig(vocab_size=vocab_size, hidden_size=48, intermediate_size=48, num_hidden_layers=1,
                           num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab_size - 2,
