@@ -11,7 +11,7 @@ clipping are the shared ones of :meth:`GroundingDetector.detect`, which clip bef
 after it); with that one difference the boxes, scores and labels are the processor's (see the tests).
 ``max_detections`` keeps the best boxes after NMS (the processor's ``max_num_det`` cuts candidates before it).
 Raw outputs are cast to float32 before decoding, so NMS never sees bf16 boxes (torchvision's ``nms`` has no
-bf16 CPU kernel).
+bf16 CPU kernel). The model runs the exact CPU rewrites of :mod:`~repvit_plugins.grounding.omdet_speed`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import torch
 from ..runtime.speed import cast_matmul_weights
 from .detector import MIN_SIDE, DetectorLoadError, GroundingDetector, RawDetections
 from .hf_backend import load_from_hub, load_pretrained
+from .omdet_speed import speed_up_omdet
 from .prompt_limits import CLIP_MAX_TOKENS
 from .prompts import PromptChunk, check_class_lengths
 
@@ -106,6 +107,7 @@ class OmDetTurboDetector(GroundingDetector):
                                                    DEFAULT_OMDET_MODEL)
         fill_meta_buffers(self.model)
         self.model.eval().to(self.device)
+        speed_up_omdet(self.model)  # exact rewrites, in float32 before any cast
         cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
         self._image_kwargs: dict[str, Any] = {"input_data_format": "channels_last"}

@@ -23,7 +23,7 @@ import torch
 from ..options import SPEED_PRESETS, ModelOptions
 from .switches import env_switch
 
-__all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "cast_matmul_weights",
+__all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "autocast_dtype", "cast_matmul_weights",
            "cpu_description", "native_cpu_bf16", "speed_plan", "speed_plan_of"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -73,19 +73,19 @@ class SpeedPlan:
 
     preset: str
     detector_precision: str = "fp32"
-    encoder_precision: str = "fp32"
+    sam_precision: str = "fp32"
     detector_image_size: int | None = None
     detector_max_size: int | None = None
     detector: str = ""
     sam: str = ""
 
     def describe(self) -> str:
-        """One line, e.g. ``'balanced: detector bf16, encoder bf16'``; recorded in the run settings."""
+        """One line, e.g. ``'balanced: detector bf16, SAM bf16'``; recorded in the run settings."""
         size = f" @{self.detector_image_size}" if self.detector_image_size else ""
         detector = f" {self.detector}" if self.detector else ""
         sam = f" ({self.sam})" if self.sam else ""
         return (f"{self.preset}: detector{detector} {self.detector_precision}{size}, "
-                f"encoder{sam} {self.encoder_precision}")
+                f"SAM{sam} {self.sam_precision}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +100,13 @@ def speed_plan(preset: str = "balanced", device: str | torch.device = "cpu") -> 
     dtype = _fast_dtype(torch.device(device))
     size = FAST_IMAGE_SIZE if preset == "fast" else (None, None)
     return SpeedPlan(preset, dtype, dtype, *size)
+
+
+def autocast_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of ``precision`` (``'fp32'``, ``'bf16'`` or ``'fp16'``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return _DTYPES.get(precision, torch.float32)
 
 
 def autocast(device: str | torch.device, precision: str = "fp32") -> ContextManager:

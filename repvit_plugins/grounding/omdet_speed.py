@@ -1,0 +1,137 @@
+"""Exact CPU speed-ups for transformers' OmDet-Turbo: the same weights and outputs (float32 rounding aside).
+
+* timm's Swin window attention runs its fused kernel (``scaled_dot_product_attention`` with the
+  relative-position bias and shift mask as its additive mask). timm only picks it under an opt-in flag.
+* OmDet's own multi-head attention (the decoder's 900 queries + task tokens, the encoder's AIFI layer)
+  runs ``scaled_dot_product_attention`` instead of matmul, divide, mask add, softmax and matmul, each a
+  pass over a ``heads x 914 x 914`` score tensor.
+* Every Conv + BatchNorm of the hybrid encoder becomes one convolution with a bias, and each RepVGG
+  block's 1x1 branch is folded into its 3x3 kernel (``3x3(x) + 1x1(x)`` is one 3x3 convolution).
+* The hybrid encoder's convolutions run channels-last (oneDNN's fastest layout on the CPU).
+* The decoder's deformable attention is the package's gather kernel
+  (:mod:`~repvit_plugins.grounding.deformable_attention`).
+
+Call :func:`speed_up_omdet` on an eval-mode float32 model, before its weights are cast to bf16.
+"""
+from __future__ import annotations
+
+import math
+import types
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .deformable_attention import use_fast_deformable_attention
+
+__all__ = ["encoder_channels_last", "fuse_conv_norms", "speed_up_omdet", "use_fused_window_attention", "use_sdpa_attention"]
+
+
+def use_fused_window_attention(model: nn.Module) -> int:
+    """Switch timm's Swin ``WindowAttention`` modules in ``model`` to their fused kernel; how many."""
+    switched = 0
+    for module in model.modules():
+        if type(module).__name__ == "WindowAttention" and hasattr(module, "fused_attn"):
+            module.fused_attn = True
+            switched += 1
+    return switched
+
+
+def _sdpa_forward(self: Any, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                  attention_mask: torch.Tensor | None = None, output_attentions: bool | None = False
+                  ) -> tuple[torch.Tensor, ...]:
+    """``OmDetTurboMultiheadAttention.forward`` through ``scaled_dot_product_attention`` (inference)."""
+    if output_attentions:  # the weights are asked for: the original computes them
+        return type(self).forward(self, queries, keys, values, attention_mask, output_attentions)
+    batch = queries.shape[0]
+    heads, size = self.num_attention_heads, self.attention_head_size
+
+    def split(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return layer(x).view(batch, -1, heads, size).transpose(1, 2)
+
+    q, k, v = split(self.query, queries), split(self.key, keys), split(self.value, values)
+    mask = None if attention_mask is None else attention_mask.to(q.dtype)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1 / math.sqrt(size))
+    return (self.out_proj(context.transpose(1, 2).reshape(batch, -1, heads * size)),)
+
+
+def use_sdpa_attention(model: nn.Module) -> int:
+    """Run every ``OmDetTurboMultiheadAttention`` of ``model`` through ``scaled_dot_product_attention``; how many."""
+    swapped = 0
+    for module in model.modules():
+        if type(module).__name__ == "OmDetTurboMultiheadAttention":
+            module.forward = types.MethodType(_sdpa_forward, module)  # type: ignore[method-assign]
+            swapped += 1
+    return swapped
+
+
+def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm(conv(x))`` as one convolution's ``(weight, bias)`` (eval-mode BatchNorm statistics)."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale.view(-1, 1, 1, 1), bias
+
+
+def _conv_with(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    """``conv``'s geometry with the given (folded) kernel and a bias."""
+    size = weight.shape[-1]
+    padding = (size - 1) // 2 if size != conv.kernel_size[0] else conv.padding
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, size, conv.stride, padding=padding,
+                      dilation=conv.dilation, groups=conv.groups, bias=True)
+    fused.weight.data.copy_(weight)
+    fused.bias.data.copy_(bias)
+    return fused
+
+
+def _set_conv(layer: Any, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Give a ConvNorm layer the folded kernel, with a bias and no norm."""
+    layer.conv, layer.norm = _conv_with(layer.conv, weight, bias), nn.Identity()
+
+
+@torch.no_grad()
+def fuse_conv_norms(model: nn.Module) -> int:
+    """Fold BatchNorm into the convolutions of OmDet's encoder and merge RepVGG branches; how many convs remain."""
+    fused = 0
+    for module in model.modules():
+        name = type(module).__name__
+        if name == "OmDetTurboRepVggBlock" and isinstance(module.conv1.norm, nn.BatchNorm2d):
+            w3, b3 = _folded(module.conv1.conv, module.conv1.norm)
+            w1, b1 = _folded(module.conv2.conv, module.conv2.norm)
+            _set_conv(module.conv1, w3 + F.pad(w1, (1, 1, 1, 1)), b3 + b1)
+            module.forward = types.MethodType(_rep_vgg_forward, module)  # type: ignore[method-assign]
+            del module.conv2
+            fused += 1
+    for module in model.modules():
+        if type(module).__name__ == "OmDetTurboConvNormLayer" and isinstance(module.norm, nn.BatchNorm2d):
+            _set_conv(module, *_folded(module.conv, module.norm))
+            fused += 1
+        elif isinstance(module, nn.Sequential) and len(module) == 2 and isinstance(module[0], nn.Conv2d) \
+                and isinstance(module[1], nn.BatchNorm2d):  # the channel projections: Conv2d + BatchNorm2d
+            module[0], module[1] = _conv_with(module[0], *_folded(module[0], module[1])), nn.Identity()
+            fused += 1
+    return fused
+
+
+def _rep_vgg_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """A RepVGG block whose 1x1 branch lives inside ``conv1``'s 3x3 kernel."""
+    return self.activation(self.conv1(x))
+
+
+def encoder_channels_last(model: nn.Module) -> int:
+    """Store the hybrid encoder's convolution weights channels-last; how many encoders."""
+    encoders = [m for m in model.modules() if type(m).__name__ == "OmDetTurboHybridEncoder"]
+    for encoder in encoders:
+        encoder.to(memory_format=torch.channels_last)
+    return len(encoders)
+
+
+def speed_up_omdet(model: nn.Module) -> dict[str, int]:
+    """Apply every speed-up of this module to an eval-mode float32 OmDet-Turbo; how many modules each changed."""
+    if model.training:
+        raise ValueError("speed_up_omdet folds BatchNorm statistics: call model.eval() first")
+    return {"window_attention": use_fused_window_attention(model), "attention": use_sdpa_attention(model),
+            "conv_norm": fuse_conv_norms(model), "channels_last": encoder_channels_last(model),
+            "deformable_attention": use_fast_deformable_attention(model)}
