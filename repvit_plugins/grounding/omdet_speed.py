@@ -25,7 +25,8 @@ from torch.nn import functional as F
 
 from .deformable_attention import use_fast_deformable_attention
 
-__all__ = ["encoder_channels_last", "fuse_conv_norms", "speed_up_omdet", "use_fused_window_attention", "use_sdpa_attention"]
+__all__ = ["encoder_channels_last", "fuse_conv_norms", "speed_up_omdet", "use_fused_window_attention",
+           "use_sdpa_attention"]
 
 
 def use_fused_window_attention(model: nn.Module) -> int:

@@ -23,8 +23,8 @@ import torch
 from ..options import SPEED_PRESETS, ModelOptions
 from .switches import env_switch
 
-__all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "autocast_dtype", "cast_matmul_weights",
-           "cpu_description", "native_cpu_bf16", "speed_plan", "speed_plan_of"]
+__all__ = ["PRECISIONS", "SPEED_PRESETS", "AutocastModule", "SpeedPlan", "autocast", "autocast_dtype",
+           "cast_matmul_weights", "cpu_description", "native_cpu_bf16", "speed_plan", "speed_plan_of"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
