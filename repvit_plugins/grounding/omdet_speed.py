@@ -33,8 +33,9 @@ def use_fused_window_attention(model: nn.Module) -> int:
     """Switch timm's Swin ``WindowAttention`` modules in ``model`` to their fused kernel; how many."""
     switched = 0
     for module in model.modules():
-        if type(module).__name__ == "WindowAttention" and hasattr(module, "fused_attn"):
-            module.fused_attn = True
+        attention: Any = module  # timm's flag is a plain attribute (Module.__setattr__ types tensors and modules)
+        if type(module).__name__ == "WindowAttention" and hasattr(attention, "fused_attn"):
+            attention.fused_attn = True
             switched += 1
     return switched
 
@@ -62,13 +63,13 @@ def use_sdpa_attention(model: nn.Module) -> int:
     swapped = 0
     for module in model.modules():
         if type(module).__name__ == "OmDetTurboMultiheadAttention":
-            module.forward = types.MethodType(_sdpa_forward, module)  # type: ignore[method-assign]
+            module.forward = types.MethodType(_sdpa_forward, module)
             swapped += 1
     return swapped
 
 
-def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """``norm(conv(x))`` as one convolution's ``(weight, bias)`` (eval-mode BatchNorm statistics)."""
+def _folded(conv: Any, norm: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm(conv(x))`` (a Conv2d, an eval-mode BatchNorm2d) as one convolution's ``(weight, bias)``."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
     bias = norm.bias - norm.running_mean * scale
     if conv.bias is not None:
@@ -76,14 +77,14 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.
     return conv.weight * scale.view(-1, 1, 1, 1), bias
 
 
-def _conv_with(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+def _conv_with(conv: Any, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
     """``conv``'s geometry with the given (folded) kernel and a bias."""
     size = weight.shape[-1]
     padding = (size - 1) // 2 if size != conv.kernel_size[0] else conv.padding
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, size, conv.stride, padding=padding,
                       dilation=conv.dilation, groups=conv.groups, bias=True)
     fused.weight.data.copy_(weight)
-    fused.bias.data.copy_(bias)
+    fused.bias.data.copy_(bias)  # type: ignore[union-attr]  # bias=True above
     return fused
 
 
@@ -97,21 +98,22 @@ def fuse_conv_norms(model: nn.Module) -> int:
     """Fold BatchNorm into the convolutions of OmDet's encoder and merge RepVGG branches; how many convs remain."""
     fused = 0
     for module in model.modules():
-        name = type(module).__name__
-        if name == "OmDetTurboRepVggBlock" and isinstance(module.conv1.norm, nn.BatchNorm2d):
-            w3, b3 = _folded(module.conv1.conv, module.conv1.norm)
-            w1, b1 = _folded(module.conv2.conv, module.conv2.norm)
-            _set_conv(module.conv1, w3 + F.pad(w1, (1, 1, 1, 1)), b3 + b1)
-            module.forward = types.MethodType(_rep_vgg_forward, module)  # type: ignore[method-assign]
-            del module.conv2
+        block: Any = module  # transformers' layers: their children are plain attributes to mypy
+        if type(block).__name__ == "OmDetTurboRepVggBlock" and isinstance(block.conv1.norm, nn.BatchNorm2d):
+            w3, b3 = _folded(block.conv1.conv, block.conv1.norm)
+            w1, b1 = _folded(block.conv2.conv, block.conv2.norm)
+            _set_conv(block.conv1, w3 + F.pad(w1, (1, 1, 1, 1)), b3 + b1)
+            block.forward = types.MethodType(_rep_vgg_forward, block)
+            del block.conv2
             fused += 1
     for module in model.modules():
-        if type(module).__name__ == "OmDetTurboConvNormLayer" and isinstance(module.norm, nn.BatchNorm2d):
-            _set_conv(module, *_folded(module.conv, module.norm))
+        layer: Any = module
+        if type(layer).__name__ == "OmDetTurboConvNormLayer" and isinstance(layer.norm, nn.BatchNorm2d):
+            _set_conv(layer, *_folded(layer.conv, layer.norm))
             fused += 1
-        elif isinstance(module, nn.Sequential) and len(module) == 2 and isinstance(module[0], nn.Conv2d) \
-                and isinstance(module[1], nn.BatchNorm2d):  # the channel projections: Conv2d + BatchNorm2d
-            module[0], module[1] = _conv_with(module[0], *_folded(module[0], module[1])), nn.Identity()
+        elif isinstance(layer, nn.Sequential) and len(layer) == 2 and isinstance(layer[0], nn.Conv2d) \
+                and isinstance(layer[1], nn.BatchNorm2d):  # the channel projections: Conv2d + BatchNorm2d
+            layer[0], layer[1] = _conv_with(layer[0], *_folded(layer[0], layer[1])), nn.Identity()
             fused += 1
     return fused
 
@@ -125,7 +127,7 @@ def encoder_channels_last(model: nn.Module) -> int:
     """Store the hybrid encoder's convolution weights channels-last; how many encoders."""
     encoders = [m for m in model.modules() if type(m).__name__ == "OmDetTurboHybridEncoder"]
     for encoder in encoders:
-        encoder.to(memory_format=torch.channels_last)
+        encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     return len(encoders)
 
 
