@@ -217,3 +217,35 @@ def test_yoloe_peer_segments_offline_when_ultralytics_is_installed():
     assert found.mask.shape == (len(found), 90, 120) and found.mask.dtype == bool
     assert "ultralytics.nn.text_model" not in sys.modules  # importing it pip-installs CLIP
     assert isinstance(found.confidence, np.ndarray)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["groundingdino_swint_ogc", "mmdet_grounding_dino"])
+def test_random_backend_detectors_load_and_detect(tmp_path, name):
+    """The benchmark's det: paths of the groundingdino-py and mmdet entries: full-size Grounding DINO-T built at
+    random offline (a small BERT here), saved, loaded back by the library's own backend and run on an image."""
+    from transformers import BertConfig
+
+    from repvit_plugins.grounding import build_detector
+    from repvit_plugins.grounding.detector_zoo import DETECTORS
+    from repvit_plugins.grounding.random_backends import backend_detector_arguments, save_random_backend_detector
+
+    bert = BertConfig(vocab_size=1042, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=37)
+    folder = save_random_backend_detector(name, tmp_path / name, bert_config=bert)
+    arguments = backend_detector_arguments(folder)
+    assert arguments is not None and arguments.pop("backend") == DETECTORS[name].backend
+    assert backend_detector_arguments(tmp_path) is None
+    # 256 x 384 gives the encoder more tokens than the 900 queries it selects from
+    detector = build_detector(DETECTORS[name].backend, image_size=256, max_size=384, **arguments)
+    image = synthetic_image(90, 120)
+    found = detector.detect(image, "a cat. a dog.", box_threshold=0.0, text_threshold=0.0)[0]
+    assert len(found) > 0 and set(found.data["class_name"]) <= {"a cat", "a dog"}
+    assert (found.xyxy >= 0).all() and (found.xyxy[:, [0, 2]] <= 120).all() and (found.xyxy[:, [1, 3]] <= 90).all()
+
+
+def test_every_detector_entry_has_a_benchmark_path():
+    from repvit_plugins.bench.pipeline_paths import PATHS
+    from repvit_plugins.grounding.detector_zoo import DETECTORS
+
+    assert {f"det:{name}" for name in DETECTORS} <= set(PATHS)

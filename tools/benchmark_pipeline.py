@@ -20,9 +20,9 @@ Paths, each in its own process on the same images, one after the other:
 - ``det:NAME``, one per transformers entry of the detector zoo (``repvit-plugins info``): that detector at its
   own input size with ``balanced`` numerics, RepViT-SAM as above. Not run by default: ``det:grounding_dino_tiny``
   (that is ``balanced``) and ``det:llmdet_tiny`` (the same class and shape as ``det:mm_grounding_dino_tiny``).
-  The groundingdino-py and mmdet entries have no path: they run grounding_dino_tiny's architecture (Swin-T +
-  BERT-base) through other code, and a random full-size build of them needs a local BERT-base folder and
-  their package configs, not written yet;
+  ``det:groundingdino_swint_ogc`` and ``det:mmdet_grounding_dino`` run Grounding DINO-T's architecture through
+  the groundingdino-py and mmdet backends (random, built with a random local BERT-base:
+  :mod:`repvit_plugins.grounding.random_backends`; ``--zoo-model`` does not apply to them);
 - ``realtime``: ``--speed realtime``: OmDet-Turbo at its 640x640 input and EdgeSAM, the preset's precision;
 - ``yoloe-11s-seg`` / ``yoloe-11l-seg``: the peer, ultralytics' text-prompted YOLOE (AGPL-3.0, never a
   dependency: :mod:`yoloe_peer`), at 640, class embeddings set once, masks at image size, its own NMS (with

@@ -51,7 +51,11 @@ class _PerBoxSegmenter:
 def _detector(spec: PathSpec, args: argparse.Namespace):
     """The path's detector, built by the library, with the path's runtime swapped in."""
     from ..grounding import build_detector
+    from ..grounding.random_backends import backend_detector_arguments
 
+    saved = backend_detector_arguments(args.detector_model)  # a groundingdino-py / mmdet model folder
+    if saved is not None:
+        return build_detector(saved.pop("backend"), precision=spec.detector_precision, **saved)
     extras: dict[str, Any] = {"image_size": spec.detector_image_size, "max_size": spec.detector_max_size,
                               "fast_attention": False if spec.stock_attention else None}
     # a transformers detector: its .model (swapped below) is not part of the GroundingDetector interface

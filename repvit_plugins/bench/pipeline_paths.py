@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_PATHS", "GROUNDING_DINO_PATHS", "NOT_BY_DEFAULT", "PATHS", "
 
 GROUNDING_DINO_PATHS = ("baseline", "before", "exact", "balanced", "fast", "int8", "onnx", "onnx-int8", "compile")
 """Paths on one Grounding DINO model (``--detector-model``): their agreement with ``exact`` is measured."""
-DETECTOR_PATHS = tuple(f"det:{name}" for name, spec in DETECTORS.items() if spec.backend == "hf")
+DETECTOR_PATHS = tuple(f"det:{name}" for name in DETECTORS)
 PEER_PATHS = ("yoloe-11s-seg", "yoloe-11l-seg")
 PATHS = (*GROUNDING_DINO_PATHS, *DETECTOR_PATHS, "realtime", *PEER_PATHS)
 NOT_BY_DEFAULT = ("compile", "det:grounding_dino_tiny", "det:llmdet_tiny")  # minutes per shape; duplicates
@@ -111,12 +111,14 @@ class PathModels:
 
 def _random_detector(name: str, work: Path) -> str:
     """The folder of a random full-size model of zoo entry ``name`` in ``work`` (built on first use)."""
+    from ..grounding.random_backends import BACKEND_ENTRIES, backend_detector_arguments, save_random_backend_detector
     from ..grounding.random_model import save_random_detector
 
     folder = work / f"random-{name}"
-    if not (folder / "config.json").is_file():
+    backend = name in BACKEND_ENTRIES
+    if not ((folder / "config.json").is_file() or backend and backend_detector_arguments(folder) is not None):
         print(f"building a random full-size {name} in {folder} ...", flush=True)
-        save_random_detector(name, folder)
+        (save_random_backend_detector if backend else save_random_detector)(name, folder)
     return str(folder)
 
 

@@ -19,7 +19,7 @@ from ..weights.zoo import resolve_checkpoint
 from .detector import DetectorLoadError, GroundingDetector, load_error
 from .prompts import PromptChunk
 
-__all__ = ["DEFAULT_CHECKPOINT", "OriginalGroundingDetector", "default_config"]
+__all__ = ["DEFAULT_CHECKPOINT", "OriginalGroundingDetector", "default_config", "load_args"]
 
 DEFAULT_CHECKPOINT = "groundingdino_swint_ogc"
 # keys the official checkpoint holds that the inference model has no use for
@@ -44,7 +44,8 @@ def default_config() -> Path:
     return Path(groundingdino.__file__).parent / "config" / "GroundingDINO_SwinT_OGC.py"
 
 
-def _load_args(config: str | Path | None, text_encoder: str | Path | None, device: torch.device) -> Any:
+def load_args(config: str | Path | None, text_encoder: str | Path | None, device: torch.device) -> Any:
+    """groundingdino-py's ``SLConfig`` args of ``config`` (default: SwinT OGC), reading BERT from ``text_encoder``."""
     from groundingdino.util.slconfig import SLConfig
 
     path = Path(config).expanduser() if config else default_config()
@@ -79,7 +80,7 @@ class OriginalGroundingDetector(GroundingDetector):
                  text_encoder: str | Path | None = None, *, image_size: int = 800, max_size: int = 1333,
                  **kwargs: Any):
         super().__init__(**kwargs)
-        args = _load_args(config, text_encoder, self.device)
+        args = load_args(config, text_encoder, self.device)
         weights = resolve_checkpoint(checkpoint or DEFAULT_CHECKPOINT)
         self.model = self._build(args)
         state = extract_state_dict(load_checkpoint_file(weights))
