@@ -17,7 +17,7 @@ Paths, each in its own process on the same images, one after the other:
   happens in the untimed warm-up);
 - ``compile``: ``balanced`` with ``torch.compile`` (inductor) on the detector (compiling happens in the warm-up;
   each new input shape compiles again);
-- ``det:NAME``, one per transformers entry of the detector zoo (``repvit-plugins info``): that detector at its
+- ``det:NAME``, one per entry of the detector zoo (``repvit-plugins info``): that detector at its
   own input size with ``balanced`` numerics, RepViT-SAM as above. Not run by default: ``det:grounding_dino_tiny``
   (that is ``balanced``) and ``det:llmdet_tiny`` (the same class and shape as ``det:mm_grounding_dino_tiny``).
   ``det:groundingdino_swint_ogc`` and ``det:mmdet_grounding_dino`` run Grounding DINO-T's architecture through
