@@ -61,7 +61,8 @@ class SamSegmenter:
             ``fuse`` and ``channels_last`` change its encoder in place.
         checkpoint: weights for the model (path, zoo name ``'repvit_sam'`` or state dict).
         backend: ``'torch'`` or ``'onnxruntime'`` for the image encoder.
-        fuse: fuse the encoder's Conv-BN and RepVGG branches (same outputs, faster).
+        fuse: fuse the encoder's Conv-BN and RepVGG branches, and each convolution + GELU into one oneDNN
+            kernel on the CPU (same outputs to float rounding, faster).
         channels_last: run the torch encoder in NHWC memory layout (faster on CPU).
         device: torch device of the model.
         model: a :data:`~repvit_plugins.models.sam_registry.SAM_MODELS` name (``'repvit_sam'``, ``'mobile_sam'``,
@@ -110,12 +111,15 @@ class SamSegmenter:
                                           chunk_size=chunk_size, precision=precision)
 
     def _torch_model(self, fuse: bool, channels_last: bool, compile: bool, precision: str) -> Sam:
+        from ..models.conv_gelu import fuse_conv_gelu
         from ..models.repvit import reparameterize
         from ..runtime.speed import AutocastModule
 
         encoder = self.sam.image_encoder
         if fuse:
             reparameterize(encoder)
+            if not compile:  # inductor fuses on its own, from the plain layers
+                fuse_conv_gelu(encoder)
         if channels_last:
             encoder.to(memory_format=torch.channels_last)
         if compile:
