@@ -30,7 +30,7 @@ def test_benchmark_pipeline_smoke_run(tmp_path):
                     "--prompt", "a cat. a dog.", "--max-detections", 3, "--warmup", 0, "--work-dir", tmp_path / "work",
                     "--json", tmp_path / "bench.json")
     assert done.returncode == 0, done.stderr
-    assert "| exact: exact: detector fp32, SAM fp32 |" in done.stdout and "vs before" in done.stdout
+    assert "| exact: exact: detector fp32, encoder fp32 |" in done.stdout and "vs before" in done.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     assert "cores" in report["cpu"]
     paths = report["paths"]

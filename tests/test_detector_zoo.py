@@ -87,9 +87,9 @@ def test_realtime_is_recorded_so_a_resume_refuses_a_mix(monkeypatch):
     monkeypatch.setattr(speed, "native_cpu_bf16", lambda: True)
     realtime = run_settings("a cat.", ModelOptions(speed="realtime", device="cpu"), PipelineOptions())
     assert realtime["detector_model"] == "omdet_turbo_tiny" and realtime["sam_model"] == "edge_sam"
-    assert realtime["speed_path"] == "realtime: detector omdet_turbo_tiny bf16, SAM (edge_sam) bf16"
+    assert realtime["speed_path"] == "realtime: detector omdet_turbo_tiny bf16, encoder (edge_sam) bf16, decoder bf16"
     balanced = run_settings("a cat.", ModelOptions(device="cpu"), PipelineOptions())
-    assert balanced["sam_model"] == "repvit_sam" and balanced["speed_path"] == "balanced: detector bf16, SAM bf16"
+    assert balanced["sam_model"] == "repvit_sam" and balanced["speed_path"] == "balanced: detector bf16, encoder bf16"
     differing = {k for k in realtime if realtime[k] != balanced[k]}
     assert differing == {"speed", "detector_model", "sam_model", "speed_path"}
 

@@ -46,12 +46,15 @@ def hf_dir(tmp_path_factory):
 def test_presets_follow_the_cpu(bf16_native):
     assert speed.speed_plan("exact") == speed.SpeedPlan("exact")
     bf16_native(True)
-    assert speed.speed_plan("balanced").describe() == "balanced: detector bf16, SAM bf16"
+    assert speed.speed_plan("balanced").describe() == "balanced: detector bf16, encoder bf16"
     fast = speed.speed_plan("fast")
     assert (fast.detector_precision, fast.detector_image_size, fast.detector_max_size) == ("bf16", 512, 853)
+    # only realtime trades the exact mask decoder for bf16
+    assert [speed.speed_plan(p).decoder_precision for p in ("balanced", "fast", "realtime")] == ["fp32", "fp32", "bf16"]
     bf16_native(False)  # an AVX2-only CPU: emulated bf16 is slower than float32
-    assert speed.speed_plan("balanced").describe() == "balanced: detector fp32, SAM fp32"
-    assert speed.speed_plan("fast").describe() == "fast: detector fp32 @512, SAM fp32"
+    assert speed.speed_plan("realtime").decoder_precision == "fp32"
+    assert speed.speed_plan("balanced").describe() == "balanced: detector fp32, encoder fp32"
+    assert speed.speed_plan("fast").describe() == "fast: detector fp32 @512, encoder fp32"
     with pytest.raises(ValueError, match="speed must be one of"):
         speed.speed_plan("ludicrous")
 
@@ -88,7 +91,7 @@ def test_speed_is_one_option_for_cli_and_run_settings(bf16_native):
     assert options_from_args(ModelOptions, parser.parse_args([])).speed == "balanced"
     models = options_from_args(ModelOptions, parser.parse_args(["--speed", "fast", "--device", "cpu"]))
     settings = run_settings("a cat.", models, PipelineOptions())
-    assert settings["speed"] == "fast" and settings["speed_path"] == "fast: detector bf16 @512, SAM bf16"
+    assert settings["speed"] == "fast" and settings["speed_path"] == "fast: detector bf16 @512, encoder bf16"
     exact = run_settings("a cat.", models.replace(speed="exact"), PipelineOptions())
     assert exact != settings  # a resumed run refuses a mix of paths
     with pytest.raises(SystemExit):
@@ -159,7 +162,7 @@ def test_agreement_measures():
 def test_summary_records_the_speed_path(tmp_path):
     from repvit_plugins.jobs.labeler import BatchLabeler, Outputs, Summary
 
-    path = "balanced: detector bf16, SAM bf16"
+    path = "balanced: detector bf16, encoder bf16"
     labeler = BatchLabeler(None, tmp_path, "a cat.", ["a cat"], Outputs(), {"speed_path": path})
     labeler.finish([], Summary(images=0))
     assert json.loads((tmp_path / "summary.json").read_text())["speed_path"] == path

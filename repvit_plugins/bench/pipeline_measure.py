@@ -80,7 +80,7 @@ def _segmenter(spec: PathSpec, args: argparse.Namespace):
     sam = build_sam(args.sam_model, args.sam_checkpoint, img_size=sam_size(args.sam_model, args.sam_image_size))
     if spec.grounded_sam_style:
         return _PerBoxSegmenter(sam)
-    return SamSegmenter(sam, precision=spec.sam_precision, cache_size=0)
+    return SamSegmenter(sam, precision=spec.encoder_precision, decoder_precision=spec.decoder_precision, cache_size=0)
 
 
 def _raw_outputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -36,7 +36,8 @@ class PathSpec:
     detector_precision: str = "fp32"
     detector_image_size: int | None = None
     detector_max_size: int | None = None
-    sam_precision: str = "fp32"
+    encoder_precision: str = "fp32"
+    decoder_precision: str = "fp32"
     grounded_sam_style: bool = False  # unfused encoder, SamPredictor once per box
     stock_attention: bool = False  # transformers' grid_sample deformable attention
     detector_runtime: str = "torch"  # or "torch-int8" (quantize_dynamic), "onnxruntime", "onnxruntime-int8", "compile"
@@ -67,16 +68,16 @@ def path_spec(name: str) -> PathSpec:
     if name.startswith("det:"):
         plan = speed_plan("balanced")
         return PathSpec(name, f"{name[4:]} at its input size, balanced numerics (detector {plan.detector_precision}"
-                              f", SAM {plan.sam_precision})", plan.detector_precision,
-                        sam_precision=plan.sam_precision, detector=name[4:])
+                              f", encoder {plan.encoder_precision})", plan.detector_precision,
+                        encoder_precision=plan.encoder_precision, detector=name[4:])
     if name == "realtime":
         plan = replace(speed_plan("realtime"), detector=REALTIME_DETECTOR, sam=REALTIME_SAM)
-        return PathSpec(name, plan.describe(), plan.detector_precision, sam_precision=plan.sam_precision,
-                        detector=REALTIME_DETECTOR, sam=REALTIME_SAM)
+        return PathSpec(name, plan.describe(), plan.detector_precision, encoder_precision=plan.encoder_precision,
+                        decoder_precision=plan.decoder_precision, detector=REALTIME_DETECTOR, sam=REALTIME_SAM)
     plan = speed_plan("balanced" if name == "compile" else name)
     describe = f"{plan.describe()}, detector torch.compile" if name == "compile" else plan.describe()
     return PathSpec(name, describe, plan.detector_precision, plan.detector_image_size, plan.detector_max_size,
-                    sam_precision=plan.sam_precision,
+                    encoder_precision=plan.encoder_precision,
                     detector_runtime="compile" if name == "compile" else "torch")
 
 

@@ -112,10 +112,11 @@ def segmenter_from_options(models: ModelOptions):
     """The :class:`~repvit_plugins.sam.SamSegmenter` ``models`` names."""
     from ..sam import SamSegmenter
 
+    plan = speed_plan_of(models)
     return SamSegmenter(model=models.resolved_sam_model, checkpoint=sam_checkpoint_of(models),
                         backend=models.encoder_backend, device=models.resolved_device(),
                         img_size=models.sam_image_size, encoder_onnx=models.sam_encoder_onnx,
-                        precision=speed_plan_of(models).sam_precision)
+                        precision=plan.encoder_precision, decoder_precision=plan.decoder_precision)
 
 
 def build_grounded_sam(models: ModelOptions, options: PipelineOptions | None = None):

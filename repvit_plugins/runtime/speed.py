@@ -73,19 +73,21 @@ class SpeedPlan:
 
     preset: str
     detector_precision: str = "fp32"
-    sam_precision: str = "fp32"
+    encoder_precision: str = "fp32"
     detector_image_size: int | None = None
     detector_max_size: int | None = None
     detector: str = ""
     sam: str = ""
+    decoder_precision: str = "fp32"  # SAM's mask decoder: bf16 only in ``realtime`` (masks move a little)
 
     def describe(self) -> str:
-        """One line, e.g. ``'balanced: detector bf16, SAM bf16'``; recorded in the run settings."""
+        """One line, e.g. ``'balanced: detector bf16, encoder bf16'``; recorded in the run settings."""
         size = f" @{self.detector_image_size}" if self.detector_image_size else ""
         detector = f" {self.detector}" if self.detector else ""
         sam = f" ({self.sam})" if self.sam else ""
+        decoder = f", decoder {self.decoder_precision}" if self.decoder_precision != "fp32" else ""
         return (f"{self.preset}: detector{detector} {self.detector_precision}{size}, "
-                f"SAM{sam} {self.sam_precision}")
+                f"encoder{sam} {self.encoder_precision}{decoder}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +101,8 @@ def speed_plan(preset: str = "balanced", device: str | torch.device = "cpu") -> 
         return SpeedPlan(preset)
     dtype = _fast_dtype(torch.device(device))
     size = FAST_IMAGE_SIZE if preset == "fast" else (None, None)
-    return SpeedPlan(preset, dtype, dtype, *size)
+    return SpeedPlan(preset, dtype, dtype, detector_image_size=size[0], detector_max_size=size[1],
+                     decoder_precision=dtype if preset == "realtime" else "fp32")
 
 
 def autocast_dtype(precision: str) -> torch.dtype:
