@@ -1,7 +1,8 @@
 """OmDet-Turbo's CPU rewrites (``grounding.omdet_speed``) against the stock transformers model, same random weights.
 
 Tolerances: the rewrites only reorder float32 sums (fused attention kernels, BatchNorm folded into the
-convolutions, RepVGG's 1x1 branch inside the 3x3 kernel, a gather instead of ``grid_sample``), so module
+convolutions, RepVGG's 1x1 branch inside the 3x3 kernel, activations as oneDNN post-ops, a gather instead of
+``grid_sample``), so module
 outputs and the backbone / encoder features agree to 1e-5 of their magnitude. The decoder starts from the
 encoder's top-k queries: where two candidates tie to float rounding (random weights), a rewrite may swap
 one of them, so decoder outputs are compared query by query and at most one query in ten may differ.
@@ -85,9 +86,9 @@ def test_sdpa_attention_equals_eager_with_a_padding_mask():
 def test_speed_up_keeps_features_and_detections(omdet_dir, stock):
     fast = copy.deepcopy(stock)
     counts = speed_up_omdet(fast)
-    assert counts == {"window_attention": 12, "attention": 3, "conv_norm": counts["conv_norm"], "channels_last": 1,
-                      "deformable_attention": 2}
-    assert counts["conv_norm"] > 0
+    assert counts == {"window_attention": 12, "attention": 3, "conv_norm": counts["conv_norm"],
+                      "activations": counts["activations"], "channels_last": 1, "deformable_attention": 2}
+    assert counts["conv_norm"] > 0 and counts["activations"] > 12 + 2  # Swin's 12 MLPs, 2 decoder FFNs, SiLU convs
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     for seed in range(3):
         inputs = _inputs(omdet_dir, seed)

@@ -11,6 +11,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import torch
 
+from ..runtime.fused_activation import fuse_activations
 from ..runtime.mapped_weights import read_safetensors
 from ..runtime.speed import cast_matmul_weights
 from ..weights.hub import hub_endpoint, hub_offline, looks_like_local_path, reachable, use_hub_offline
@@ -159,8 +160,9 @@ class HFGroundingDetector(GroundingDetector):
         fast_attention: run multi-scale deformable attention as one weighted gather
             (:mod:`~repvit_plugins.grounding.deformable_attention`) instead of transformers' ``grid_sample``
             path, and the image-text fusion attention with its image-side projections folded onto the text
-            side (:mod:`~repvit_plugins.grounding.fusion_attention`): the same outputs to float32 rounding,
-            faster and lighter. Default: on the CPU (where it was measured), not on CUDA.
+            side (:mod:`~repvit_plugins.grounding.fusion_attention`), and each Linear + activation as one
+            oneDNN kernel (:mod:`~repvit_plugins.runtime.fused_activation`): the same outputs to float32
+            rounding, faster and lighter. Default: on the CPU (where it was measured), not on CUDA.
         cache_text: run the BERT text encoder once per prompt (and batch size), not once per call
             (:mod:`~repvit_plugins.grounding.text_cache`); outputs unchanged.
         Other arguments: see :class:`GroundingDetector`.
@@ -186,6 +188,7 @@ class HFGroundingDetector(GroundingDetector):
 
             use_fast_deformable_attention(self.model)
             use_folded_fusion_attention(self.model)
+            fuse_activations(self.model)  # Swin's MLPs and the feed-forward layers: one oneDNN kernel each
         cast_matmul_weights(self.model, self.precision)  # what autocast would cast on every call, once
         self.name = str(model)
         self.max_text_len = int(self.model.config.max_text_len)

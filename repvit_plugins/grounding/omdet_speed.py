@@ -7,6 +7,8 @@
   pass over a ``heads x 914 x 914`` score tensor.
 * Every Conv + BatchNorm of the hybrid encoder becomes one convolution with a bias, and each RepVGG
   block's 1x1 branch is folded into its 3x3 kernel (``3x3(x) + 1x1(x)`` is one 3x3 convolution).
+* Every Linear / convolution followed by GELU, ReLU or SiLU (Swin's MLPs, the decoder's feed-forward layers, the
+  encoder's convolutions) runs as one oneDNN kernel (:mod:`~repvit_plugins.runtime.fused_activation`).
 * The hybrid encoder's convolutions run channels-last (oneDNN's fastest layout on the CPU).
 * The decoder's deformable attention is the package's gather kernel
   (:mod:`~repvit_plugins.grounding.deformable_attention`).
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..runtime.fused_activation import fuse_activations
 from .deformable_attention import use_fast_deformable_attention
 
 __all__ = ["encoder_channels_last", "fuse_conv_norms", "speed_up_omdet", "use_fused_window_attention",
@@ -103,6 +106,7 @@ def fuse_conv_norms(model: nn.Module) -> int:
             w3, b3 = _folded(block.conv1.conv, block.conv1.norm)
             w1, b1 = _folded(block.conv2.conv, block.conv2.norm)
             _set_conv(block.conv1, w3 + F.pad(w1, (1, 1, 1, 1)), b3 + b1)
+            block.conv1.activation, block.activation = block.activation, nn.Identity()  # fusable with the conv
             block.forward = types.MethodType(_rep_vgg_forward, block)
             del block.conv2
             fused += 1
@@ -119,8 +123,8 @@ def fuse_conv_norms(model: nn.Module) -> int:
 
 
 def _rep_vgg_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """A RepVGG block whose 1x1 branch lives inside ``conv1``'s 3x3 kernel."""
-    return self.activation(self.conv1(x))
+    """A RepVGG block whose 1x1 branch lives inside ``conv1``'s 3x3 kernel (and its activation in ``conv1``)."""
+    return self.conv1(x)
 
 
 def encoder_channels_last(model: nn.Module) -> int:
@@ -136,5 +140,5 @@ def speed_up_omdet(model: nn.Module) -> dict[str, int]:
     if model.training:
         raise ValueError("speed_up_omdet folds BatchNorm statistics: call model.eval() first")
     return {"window_attention": use_fused_window_attention(model), "attention": use_sdpa_attention(model),
-            "conv_norm": fuse_conv_norms(model), "channels_last": encoder_channels_last(model),
-            "deformable_attention": use_fast_deformable_attention(model)}
+            "conv_norm": fuse_conv_norms(model), "activations": fuse_activations(model),
+            "channels_last": encoder_channels_last(model), "deformable_attention": use_fast_deformable_attention(model)}

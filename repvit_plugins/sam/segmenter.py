@@ -62,7 +62,7 @@ class SamSegmenter:
         checkpoint: weights for the model (path, zoo name ``'repvit_sam'`` or state dict).
         backend: ``'torch'`` or ``'onnxruntime'`` for the image encoder.
         fuse: fuse the encoder's Conv-BN and RepVGG branches, and each convolution + GELU into one oneDNN
-            kernel on the CPU (same outputs to float rounding, faster).
+            kernel on the CPU (:mod:`~repvit_plugins.runtime.fused_activation`; same outputs to float rounding).
         channels_last: run the torch encoder in NHWC memory layout (faster on CPU).
         device: torch device of the model.
         model: a :data:`~repvit_plugins.models.sam_registry.SAM_MODELS` name (``'repvit_sam'``, ``'mobile_sam'``,
@@ -112,15 +112,15 @@ class SamSegmenter:
                                           chunk_size=chunk_size, precision=decoder_precision)
 
     def _torch_model(self, fuse: bool, channels_last: bool, compile: bool, precision: str) -> Sam:
-        from ..models.conv_gelu import fuse_conv_gelu
         from ..models.repvit import reparameterize
+        from ..runtime.fused_activation import fuse_activations
         from ..runtime.speed import AutocastModule
 
         encoder = self.sam.image_encoder
         if fuse:
             reparameterize(encoder)
             if not compile:  # inductor fuses on its own, from the plain layers
-                fuse_conv_gelu(encoder)
+                fuse_activations(encoder)
         if channels_last:
             encoder.to(memory_format=torch.channels_last)
         if compile:
