@@ -168,12 +168,18 @@ def models(tmp_path_factory):
 
 
 def autolabel_args(photos: Path, out: Path, models: dict, *extra: str) -> list[str]:
-    """``autolabel`` with the tiny random teacher: low thresholds, mask-tight boxes, one label per image."""
+    """``autolabel`` with the tiny random teacher: low thresholds, mask-tight boxes, one label per image.
+
+    The teacher runs in float32 (``--speed exact``): with random weights its scores nearly tie, and the bf16 that
+    ``balanced`` uses on CPUs that have it would pick other boxes, so the labels, and what a student learns from
+    eight images, would depend on the CPU.
+    """
     return ["autolabel", str(photos), "--prompt", "a square. a disc.", "--out", str(out),
             "--detector-model", str(models["detector"]), "--sam-checkpoint", str(models["sam"]),
             "--sam-arch", "m0_6", "--sam-image-size", "256", "--box-threshold", "0", "--text-threshold", "0",
             "--max-detections", "1", "--boxes-from-masks", "--fill-holes", "--min-area", "64", "--no-progress",
-            "--arch", "m0_6", "--no-pretrained", "--epochs", "12", "--image-size", "128", "128", *extra]
+            "--arch", "m0_6", "--no-pretrained", "--epochs", "12", "--image-size", "128", "128", "--speed", "exact",
+            *extra]
 
 
 def _coco(path: Path):
