@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..models.repvit import conv_like, fold_bn
 from ..runtime.fused_activation import fuse_activations
 from .deformable_attention import use_fast_deformable_attention
 
@@ -71,34 +72,19 @@ def use_sdpa_attention(model: nn.Module) -> int:
     return swapped
 
 
-def _folded(conv: Any, norm: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``norm(conv(x))`` (a Conv2d, an eval-mode BatchNorm2d) as one convolution's ``(weight, bias)``."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    bias = norm.bias - norm.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return conv.weight * scale.view(-1, 1, 1, 1), bias
-
-
-def _conv_with(conv: Any, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    """``conv``'s geometry with the given (folded) kernel and a bias."""
-    size = weight.shape[-1]
-    padding = (size - 1) // 2 if size != conv.kernel_size[0] else conv.padding
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, size, conv.stride, padding=padding,
-                      dilation=conv.dilation, groups=conv.groups, bias=True)
-    fused.weight.data.copy_(weight)
-    fused.bias.data.copy_(bias)  # type: ignore[union-attr]  # bias=True above
-    return fused
+def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm(conv(x))`` (an eval-mode BatchNorm) as one convolution's ``(weight, bias)``."""
+    return fold_bn(conv.weight, conv.bias, norm)
 
 
 def _set_conv(layer: Any, weight: torch.Tensor, bias: torch.Tensor) -> None:
     """Give a ConvNorm layer the folded kernel, with a bias and no norm."""
-    layer.conv, layer.norm = _conv_with(layer.conv, weight, bias), nn.Identity()
+    layer.conv, layer.norm = conv_like(layer.conv, weight, bias), nn.Identity()
 
 
 @torch.no_grad()
 def fuse_conv_norms(model: nn.Module) -> int:
-    """Fold BatchNorm into the convolutions of OmDet's encoder and merge RepVGG branches; how many convs remain."""
+    """Fold BatchNorm into the convolutions of OmDet's encoder and merge RepVGG branches; how many were folded."""
     fused = 0
     for module in model.modules():
         block: Any = module  # transformers' layers: their children are plain attributes to mypy
@@ -117,7 +103,7 @@ def fuse_conv_norms(model: nn.Module) -> int:
             fused += 1
         elif isinstance(layer, nn.Sequential) and len(layer) == 2 and isinstance(layer[0], nn.Conv2d) \
                 and isinstance(layer[1], nn.BatchNorm2d):  # the channel projections: Conv2d + BatchNorm2d
-            layer[0], layer[1] = _conv_with(layer[0], *_folded(layer[0], layer[1])), nn.Identity()
+            layer[0], layer[1] = conv_like(layer[0], *_folded(layer[0], layer[1])), nn.Identity()
             fused += 1
     return fused
 

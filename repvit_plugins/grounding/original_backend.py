@@ -82,7 +82,7 @@ class OriginalGroundingDetector(GroundingDetector):
         super().__init__(**kwargs)
         args = load_args(config, text_encoder, self.device)
         weights = resolve_checkpoint(checkpoint or DEFAULT_CHECKPOINT)
-        self.model = self._build(args)
+        self.model = self.build_network(args)
         state = extract_state_dict(load_checkpoint_file(weights))
         strict_load(self.model, state, ignore=_IGNORED_KEYS, what=str(weights))
         self.model.eval().to(self.device)
@@ -91,7 +91,8 @@ class OriginalGroundingDetector(GroundingDetector):
         self.image_size, self.max_size = int(image_size), int(max_size)
 
     @staticmethod
-    def _build(args: Any) -> torch.nn.Module:
+    def build_network(args: Any) -> torch.nn.Module:
+        """The random-initialised network of ``args`` (``load_args``); load errors name what to download."""
         from groundingdino.models import build_model
 
         try:

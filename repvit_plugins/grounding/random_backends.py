@@ -1,7 +1,7 @@
 """Random full-size Grounding DINO-T for the groundingdino-py and mmdet backends, built offline for benchmarks.
 
 Both backends read BERT from a local folder, so the first step is a random BERT-base (bert-base-uncased's
-shape, a vocabulary from :func:`~repvit_plugins.grounding.random_model.write_bert_vocab`). Then:
+shape, the tokenizer of :func:`~repvit_plugins.grounding.random_model.bert_tokenizer`). Then:
 
 - ``groundingdino_swint_ogc``: the package's SwinT OGC config built at random and saved as a checkpoint
   (``{'model': state_dict}``, as the official file);
@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from .detector_zoo import DETECTORS
-from .random_model import BENCHMARK_WORDS, write_bert_vocab
+from .random_model import BENCHMARK_WORDS, bert_tokenizer
 
 __all__ = ["BACKEND_ENTRIES", "MMDET_GROUNDING_DINO_CONFIG", "backend_detector_arguments", "save_random_bert",
            "save_random_backend_detector"]
@@ -37,11 +37,11 @@ def save_random_bert(folder: str | Path, words: Sequence[str] = BENCHMARK_WORDS,
 
     ``config``: a ``BertConfig`` (default: bert-base-uncased's shape; tests pass smaller ones).
     """
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertConfig, BertModel
 
     folder = Path(folder)
-    config = config or BertConfig()
-    tokenizer = BertTokenizer(vocab_file=str(write_bert_vocab(folder / "vocab", words, config.vocab_size)))
+    config = config or BertConfig()  # bert-base-uncased's shape
+    tokenizer = bert_tokenizer(folder / "vocab", words, config.vocab_size)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         BertModel(config).save_pretrained(folder)
@@ -55,7 +55,7 @@ def _original(folder: Path, bert: Path, seed: int) -> dict[str, str]:
 
     with torch.random.fork_rng(), quietly():
         torch.manual_seed(seed)
-        model = OriginalGroundingDetector._build(load_args(None, bert, torch.device("cpu")))
+        model = OriginalGroundingDetector.build_network(load_args(None, bert, torch.device("cpu")))
     checkpoint = folder / "groundingdino_swint_ogc_random.pth"
     torch.save({"model": model.state_dict()}, checkpoint)
     return {"checkpoint": str(checkpoint), "text_encoder": str(bert)}

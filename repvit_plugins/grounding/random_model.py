@@ -21,7 +21,7 @@ import torch
 
 from .detector_zoo import DETECTORS
 
-__all__ = ["BENCHMARK_WORDS", "clip_tokenizer", "random_detector_config", "save_random_detector",
+__all__ = ["BENCHMARK_WORDS", "bert_tokenizer", "clip_tokenizer", "random_detector_config", "save_random_detector",
            "write_bert_vocab", "write_clip_vocab"]
 
 BENCHMARK_WORDS = ("a", "an", "the", "cat", "cup", "person", "dog", "spoon", "table", "man", "woman", "car")
@@ -74,6 +74,13 @@ def write_clip_vocab(folder: str | Path, words: Sequence[str], size: int | None 
     return folder / "vocab.json", folder / "merges.txt"
 
 
+def bert_tokenizer(folder: str | Path, words: Sequence[str] = BENCHMARK_WORDS, size: int | None = None) -> Any:
+    """A slow ``BertTokenizer`` on :func:`write_bert_vocab`'s ``vocab.txt`` (written into ``folder``)."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab_file=str(write_bert_vocab(folder, words, size)))
+
+
 def clip_tokenizer(folder: str | Path, words: Sequence[str] = BENCHMARK_WORDS, max_length: int = 77,
                    size: int | None = None) -> Any:
     """A slow ``CLIPTokenizer`` on :func:`write_clip_vocab`'s files (written into ``folder``).
@@ -89,10 +96,9 @@ def clip_tokenizer(folder: str | Path, words: Sequence[str] = BENCHMARK_WORDS, m
 
 # -- processors, per family --------------------------------------------------------------------------------
 def _bert_processor(folder: Path, config: Any, words: Sequence[str], size: dict[str, int] | None) -> Any:
-    from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
+    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor
 
-    tokenizer = BertTokenizer(vocab_file=str(write_bert_vocab(folder / "vocab", words,
-                                                              config.text_config.vocab_size)))
+    tokenizer = bert_tokenizer(folder / "vocab", words, config.text_config.vocab_size)
     options: dict[str, Any] = {"size": size} if size else {}
     return GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(**options), tokenizer=tokenizer)
 

@@ -23,13 +23,15 @@ __all__ = [
     "RepViTArch",
     "RepViT",
     "canonical_arch",
+    "conv_like",
+    "fold_bn",
     "is_reparameterizable",
     "reparameterize",
 ]
 
 
 @torch.no_grad()
-def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
              bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold ``bn`` into a preceding linear op with ``weight`` (out first) and ``bias``."""
     mean, var = _running_stats(bn)
@@ -53,7 +55,8 @@ def _bias(conv: nn.Conv2d) -> torch.Tensor:
     return conv.bias
 
 
-def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+def conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    """A Conv2d with ``conv``'s geometry holding ``weight`` and ``bias`` (a folded kernel)."""
     fused = nn.Conv2d(
         conv.in_channels, conv.out_channels, _pair(conv.kernel_size), _pair(conv.stride),
         conv.padding if isinstance(conv.padding, str) else _pair(conv.padding), _pair(conv.dilation), conv.groups,
@@ -85,8 +88,8 @@ class Conv2dBN(nn.Sequential):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        weight, bias = _fold_bn(self.c.weight, None, self.bn)
-        return _conv_like(self.c, weight, bias)
+        weight, bias = fold_bn(self.c.weight, None, self.bn)
+        return conv_like(self.c, weight, bias)
 
 
 class BNLinear(nn.Sequential):
@@ -176,8 +179,8 @@ class RepVGGDW(nn.Module):
         weight = conv.weight + F.pad(one.weight, [1, 1, 1, 1]) + identity
         bias = _bias(conv) + _bias(one)
         if isinstance(self.bn, nn.BatchNorm2d):
-            weight, bias = _fold_bn(weight, bias, self.bn)
-        return _conv_like(conv, weight, bias)
+            weight, bias = fold_bn(weight, bias, self.bn)
+        return conv_like(conv, weight, bias)
 
 
 def _ffn(channels: int, hidden: int) -> nn.Sequential:

@@ -137,7 +137,7 @@ def fuse_activations(model: nn.Module) -> int:
             for i in range(len(module) - 1):
                 name = activation_name(module[i + 1])
                 fused = _fused(module[i], name) if name else None
-                if fused is not None and name is not None:
+                if fused is not None:
                     module[i], module[i + 1] = fused, nn.Identity()
                     count += 1
         elif type(module).__name__ in _HOLDERS:

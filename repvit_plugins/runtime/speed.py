@@ -114,11 +114,10 @@ def autocast_dtype(precision: str) -> torch.dtype:
 
 def autocast(device: str | torch.device, precision: str = "fp32") -> ContextManager:
     """``torch.autocast`` to ``precision`` on ``device``'s type; a no-op for ``fp32``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    dtype = autocast_dtype(precision)
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=_DTYPES[precision])
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def cast_matmul_weights(model: torch.nn.Module, precision: str) -> int:
@@ -127,7 +126,7 @@ def cast_matmul_weights(model: torch.nn.Module, precision: str) -> int:
     Under :func:`autocast` to the same precision the outputs are identical (autocast casts these
     tensors anyway), but not re-cast on every call, and the float32 copies are freed.
     """
-    autocast("cpu", precision)  # checks the name
+    dtype = autocast_dtype(precision)
     if precision == "fp32":
         return 0
     layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
@@ -135,7 +134,7 @@ def cast_matmul_weights(model: torch.nn.Module, precision: str) -> int:
         for name in ("weight", "bias"):
             tensor = getattr(layer, name)
             if tensor is not None:
-                tensor.data = tensor.data.to(_DTYPES[precision])
+                tensor.data = tensor.data.to(dtype)
     return len(layers)
 
 

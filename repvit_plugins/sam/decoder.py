@@ -81,7 +81,7 @@ class FastMaskDecoder(nn.Module):
 
     def __init__(self, sam: Sam, precision: str = "fp32") -> None:
         super().__init__()
-        autocast("cpu", precision)  # checks the name
+        autocast_dtype(precision)  # checks the name
         self.mask_decoder = sam.mask_decoder
         self.prompt_encoder = sam.prompt_encoder
         self.precision = precision
